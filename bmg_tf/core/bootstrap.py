@@ -1,0 +1,387 @@
+"""The BMG / MG engine: one implementation of the meta-gradient.
+
+Notation (BMG_SPEC.md): learner parameters `x`, meta-parameters `w`. One inner
+step is `x_{k+1} = x_k + phi(x_k, batch_k; w)`, a differentiable optimizer
+step on the inner loss `l(x, batch; w)`.
+
+* **MG**: unroll K inner steps from `x_0` (a constant: truncated backprop),
+  then `meta_loss = f(x_K(w), batch_K)`, the outer objective.
+* **BMG**: unroll K steps with a graph (`x_K(w)`), then, without recording
+  anything on the meta-tape, take L-1 more inner steps and one final step on
+  the outer objective `f` with the target optimizer. The result `x~` is a
+  constant (`tf.stop_gradient`). `meta_loss = mu(x~, x_K(w))`, a weighted sum
+  of matching terms (parameter L2, policy KL target-first, value L2).
+* **fixed**: K plain inner steps, no meta-gradient (the baseline with fixed
+  hyperparameters), so that all variants share this code.
+
+Batches. `batch_fn(i, params)` returns the batch of step `i`, given the
+(stop-gradient) parameters the learner has when it takes that step, so online
+RL can collect a rollout with the current policy. Indices:
+
+| step                              | MG    | BMG                 |
+|-----------------------------------|-------|---------------------|
+| differentiated inner steps        | 0..K-1| 0..K-1              |
+| outer objective / target step     | K     | K+L-1               |
+| bootstrap inner steps (no graph)  | -     | K..K+L-2            |
+| matching states (`match_batch`)   | -     | K+L-1 ('target') or K+L ('fresh') |
+
+So an MG meta-step reads K+1 batches and a BMG meta-step K+L (K+L+1 with a
+fresh matching batch). Each is one sample of data per index; a pipeline that
+wants to reuse data caches it in `batch_fn`.
+
+Continuation (`continue_from`). The learner continues from `x_K` ('K') or,
+for BMG, from `x_{K+L-1}` ('K+L-1'), re-using the L-1 bootstrap steps as real
+learning steps at no extra sample cost: K+L batches then move the learner
+K+L-1 steps instead of K. With K=0, 'K' would never move the learner, so it
+is rejected.
+
+Memory: only the K differentiated steps are recorded on the meta-tape, so
+second-order memory grows with K and not with L.
+"""
+
+import dataclasses
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Union
+
+import gin
+import tensorflow as tf
+
+from bmg_tf.core import matching as matching_lib
+from bmg_tf.core import optimizers as optimizers_lib
+
+__all__ = [
+    'METHODS',
+    'CONTINUATIONS',
+    'BootstrapConfig',
+    'Objectives',
+    'MetaStepResult',
+    'meta_step',
+]
+
+METHODS = ('fixed', 'mg', 'bmg')
+CONTINUATIONS = ('K', 'K+L-1')
+MATCH_BATCHES = ('target', 'fresh')
+
+Params = List[tf.Tensor]
+Batch = Any
+MetaValues = Mapping[str, tf.Tensor]
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class BootstrapConfig:
+  """What the engine computes.
+
+  Attributes:
+    method: 'fixed', 'mg' or 'bmg'.
+    k_steps: K >= 0, inner steps differentiated through.
+    l_steps: L >= 1 (BMG only): L-1 bootstrap inner steps plus one target
+      step on the outer objective.
+    matching: name -> weight, names from `matching.MATCHING_NAMES`
+      ('param_l2', 'policy_kl', 'value_l2'). BMG only.
+    reduction: 'mean' or 'sum' over states for the policy and value terms;
+      'sum' multiplies the meta-gradient by the number of states.
+    continue_from: 'K' or 'K+L-1' (BMG only), see the module docstring.
+    match_batch: 'target' matches on the states of the target step's batch
+      (no extra samples); 'fresh' asks `batch_fn` for one more batch.
+  """
+  method: str = 'bmg'
+  k_steps: int = 1
+  l_steps: int = 1
+  matching: Mapping[str, float] = dataclasses.field(
+      default_factory=lambda: {'param_l2': 1.0})
+  reduction: str = 'mean'
+  continue_from: str = 'K'
+  match_batch: str = 'target'
+
+  def __post_init__(self):
+    if self.method not in METHODS:
+      raise ValueError(f'method: unknown method {self.method!r}; valid: '
+                       f'{METHODS}.')
+    for arg in ('k_steps', 'l_steps'):
+      v = getattr(self, arg)
+      if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(f'{arg}: must be an int, got {v!r}.')
+    if self.k_steps < 0:
+      raise ValueError(f'k_steps: must be >= 0, got {self.k_steps}.')
+    if self.method == 'bmg' and self.l_steps < 1:
+      raise ValueError(f'l_steps: BMG needs l_steps >= 1, got '
+                       f'{self.l_steps}.')
+    if self.continue_from not in CONTINUATIONS:
+      raise ValueError(f'continue_from: must be one of {CONTINUATIONS}, got '
+                       f'{self.continue_from!r}.')
+    if self.match_batch not in MATCH_BATCHES:
+      raise ValueError(f'match_batch: must be one of {MATCH_BATCHES}, got '
+                       f'{self.match_batch!r}.')
+    if self.method != 'bmg' and self.continue_from != 'K':
+      raise ValueError(f'continue_from: {self.continue_from!r} needs '
+                       f"method='bmg', got {self.method!r}.")
+    if self.k_steps == 0 and self.continue_from == 'K' and (
+        self.method == 'bmg'):
+      raise ValueError("continue_from: with k_steps=0, 'K' never moves the "
+                       "learner; use 'K+L-1' with l_steps >= 2.")
+    # Validates names, weights and the reduction (raises ValueError).
+    object.__setattr__(self, 'matching', dict(self.matching))
+    self.matching_spec  # pylint: disable=pointless-statement
+
+  @property
+  def matching_spec(self) -> matching_lib.MatchingSpec:
+    return matching_lib.MatchingSpec(self.matching, reduction=self.reduction)
+
+  @property
+  def batches_per_step(self) -> int:
+    """How many times `batch_fn` is called per meta-step."""
+    if self.method == 'fixed':
+      return self.k_steps
+    if self.method == 'mg':
+      return self.k_steps + 1
+    return self.k_steps + self.l_steps + (self.match_batch == 'fresh')
+
+  @property
+  def learner_steps(self) -> int:
+    """How many inner updates the learner keeps per meta-step."""
+    if self.continue_from == 'K+L-1':
+      return self.k_steps + self.l_steps - 1
+    return self.k_steps
+
+
+class Objectives(NamedTuple):
+  """What an agent or task provides to the engine.
+
+  Attributes:
+    inner_loss: `(params, batch, meta_values) -> scalar`, the loss the inner
+      optimizer descends; may depend on the meta-values.
+    outer_loss: `(params, batch) -> scalar`, the outer objective `f`: MG's
+      meta-loss and the objective of BMG's target step. No meta terms.
+    policy: `(params, batch, meta_values) -> logits [..., A] or a TFP
+      distribution`, the current policy for 'policy_kl' matching.
+    target_policy: `(params, batch) -> logits or distribution`, the target
+      policy; defaults to `policy` with constant meta-values.
+    value: `(params, batch) -> values [...]` for 'value_l2' matching.
+    optimizer_hparams: `meta_values -> {hparam: tensor}` for the inner
+      optimizer (e.g. a meta-learned learning rate); None for its defaults.
+  """
+  inner_loss: Callable[[Params, Batch, MetaValues], tf.Tensor]
+  outer_loss: Optional[Callable[[Params, Batch], tf.Tensor]] = None
+  policy: Optional[Callable[..., Any]] = None
+  target_policy: Optional[Callable[..., Any]] = None
+  value: Optional[Callable[[Params, Batch], tf.Tensor]] = None
+  optimizer_hparams: Optional[Callable[[MetaValues],
+                                       Mapping[str, tf.Tensor]]] = None
+
+
+class MetaStepResult(NamedTuple):
+  """What `meta_step` returns.
+
+  Attributes:
+    meta_loss: scalar, MG's outer loss or BMG's matching loss (0 for fixed).
+    meta_grads: list aligned with `meta_variables`; zeros where unconnected.
+    params: the learner parameters to continue from (no gradient).
+    opt_state: the inner optimizer state to continue from.
+    target_opt_state: the target optimizer state after the target step.
+    target: BMG's target parameters `x~` (constants), else None.
+    info: dict of scalar diagnostics (mean inner loss, matching terms, ...).
+  """
+  meta_loss: tf.Tensor
+  meta_grads: List[tf.Tensor]
+  params: Params
+  opt_state: Any
+  target_opt_state: Any
+  target: Optional[Params]
+  info: Dict[str, tf.Tensor]
+
+
+def _as_batch_fn(batches) -> Callable[[int, Params], Batch]:
+  """Turns a nest of tensors with a leading step axis into a batch_fn."""
+  if callable(batches):
+    return batches
+  if batches is None:
+    raise ValueError('batches: a batch_fn or a nest of tensors with a '
+                     'leading step axis is required.')
+  return lambda i, params: tf.nest.map_structure(lambda t: t[i], batches)
+
+
+def _stop(nest):
+  return tf.nest.map_structure(tf.stop_gradient, nest)
+
+
+def _check_objectives(objectives: Objectives, config: BootstrapConfig):
+  if not callable(objectives.inner_loss):
+    raise ValueError('objectives.inner_loss: must be callable.')
+  if config.method == 'mg' or (config.method == 'bmg'):
+    if objectives.outer_loss is None:
+      raise ValueError(f'objectives.outer_loss: required for method '
+                       f'{config.method!r}.')
+  if config.method == 'bmg':
+    names = config.matching_spec.names
+    if 'policy_kl' in names and objectives.policy is None:
+      raise ValueError("objectives.policy: required by 'policy_kl' matching.")
+    if 'value_l2' in names and objectives.value is None:
+      raise ValueError("objectives.value: required by 'value_l2' matching.")
+
+
+def _inner_step(objectives, optimizer, params, opt_state, batch,
+                meta_values):
+  """One differentiable inner update; returns (params, opt_state, loss)."""
+  with tf.GradientTape(watch_accessed_variables=False) as tape:
+    tape.watch(params)
+    loss = objectives.inner_loss(params, batch, meta_values)
+  grads = tape.gradient(loss, params)
+  hparams = (objectives.optimizer_hparams(meta_values)
+             if objectives.optimizer_hparams is not None else None)
+  new_params, new_state = optimizer.update(grads, opt_state, params, hparams)
+  return list(new_params), new_state, loss
+
+
+def _outer_step(objectives, optimizer, params, opt_state, batch):
+  """One step on the outer objective (the target step), no meta terms."""
+  with tf.GradientTape(watch_accessed_variables=False) as tape:
+    tape.watch(params)
+    loss = objectives.outer_loss(params, batch)
+  grads = tape.gradient(loss, params)
+  new_params, new_state = optimizer.update(grads, opt_state, params)
+  return list(new_params), new_state, loss
+
+
+def _matching_terms(config, objectives, target, current, batch, meta_values):
+  """Unweighted matching terms between target and current parameters."""
+  terms = {}
+  names = config.matching_spec.names
+  if 'param_l2' in names:
+    terms['param_l2'] = matching_lib.param_l2(target, current)
+  if 'policy_kl' in names:
+    const_meta = _stop(dict(meta_values))
+    if objectives.target_policy is not None:
+      target_pi = objectives.target_policy(target, batch)
+    else:
+      target_pi = objectives.policy(target, batch, const_meta)
+    current_pi = objectives.policy(current, batch, meta_values)
+    terms['policy_kl'] = matching_lib.policy_kl(
+        target_pi, current_pi, reduction=config.reduction)
+  if 'value_l2' in names:
+    terms['value_l2'] = matching_lib.value_l2(
+        objectives.value(target, batch), objectives.value(current, batch),
+        reduction=config.reduction)
+  return terms
+
+
+def meta_step(params: Sequence[tf.Tensor],
+              opt_state: Any,
+              meta_variables: Sequence[tf.Variable],
+              meta_values_fn: Callable[[], MetaValues],
+              objectives: Objectives,
+              config: BootstrapConfig,
+              inner_optimizer: optimizers_lib.Optimizer,
+              batches: Union[Callable[[int, Params], Batch], Any],
+              target_optimizer: Optional[optimizers_lib.Optimizer] = None,
+              target_opt_state: Any = None) -> MetaStepResult:
+  """Computes one MG, BMG or fixed meta-step. Pure: assigns nothing.
+
+  Args:
+    params: the learner parameters `x_0`, a list of float tensors (or
+      variables, which are read). Treated as constants.
+    opt_state: the inner optimizer's state for `params`.
+    meta_variables: the variables `w` to differentiate w.r.t.
+    meta_values_fn: `() -> {name: tensor}`, called under the meta-tape; the
+      meta-values must be computed from `meta_variables` inside it.
+    objectives: the task's losses and heads, see `Objectives`.
+    config: a `BootstrapConfig`.
+    inner_optimizer: the differentiable inner optimizer `phi`.
+    batches: `batch_fn(i, params) -> batch`, or a nest of tensors whose
+      leading axis indexes the steps (length >= `config.batches_per_step`).
+    target_optimizer: BMG's target-step optimizer (e.g. SGD, or RMSProp for a
+      preconditioned step). Required for BMG.
+    target_opt_state: its state; carried across meta-steps by the caller.
+
+  Returns:
+    A `MetaStepResult`.
+
+  Raises:
+    ValueError: naming the argument, on inconsistent inputs.
+  """
+  if not isinstance(config, BootstrapConfig):
+    raise ValueError(f'config: expected a BootstrapConfig, got '
+                     f'{type(config).__name__}.')
+  _check_objectives(objectives, config)
+  if config.method == 'bmg' and target_optimizer is None:
+    raise ValueError('target_optimizer: required for BMG.')
+  params = [tf.convert_to_tensor(p) for p in params]
+  meta_variables = list(meta_variables)
+  batch_fn = _as_batch_fn(batches)
+  k, l = config.k_steps, config.l_steps
+  info = {}
+
+  with tf.name_scope(f'{config.method}_meta_step'):
+    with tf.GradientTape(watch_accessed_variables=False) as meta_tape:
+      meta_tape.watch(meta_variables)
+      meta_values = dict(meta_values_fn())
+      x = _stop(params)
+      state = _stop(opt_state)
+      inner_losses = []
+      # 1. K inner steps. Differentiated through, except for 'fixed'.
+      for i in range(k):
+        batch = batch_fn(i, _stop(x))
+        if config.method == 'fixed':
+          with meta_tape.stop_recording():
+            x, state, loss = _inner_step(objectives, inner_optimizer, x,
+                                         state, batch, _stop(meta_values))
+        else:
+          x, state, loss = _inner_step(objectives, inner_optimizer, x, state,
+                                       batch, meta_values)
+        inner_losses.append(loss)
+      x_k, state_k = x, state
+      next_params, next_state = x_k, state_k
+      new_target_state = target_opt_state
+      target = None
+
+      if config.method == 'fixed':
+        meta_loss = tf.zeros([], params[0].dtype if params else tf.float32)
+      elif config.method == 'mg':
+        meta_loss = objectives.outer_loss(x_k, batch_fn(k, _stop(x_k)))
+      else:
+        # 2. Target bootstrap: nothing here is recorded on the meta-tape, so
+        # memory does not grow with L, and no gradient can reach the target.
+        with meta_tape.stop_recording():
+          const_meta = _stop(meta_values)
+          xb, sb = _stop(x_k), _stop(state_k)
+          for i in range(k, k + l - 1):
+            xb, sb, loss = _inner_step(objectives, inner_optimizer, xb, sb,
+                                       batch_fn(i, xb), const_meta)
+            inner_losses.append(loss)
+          x_kl, state_kl = xb, sb
+          target_batch = batch_fn(k + l - 1, x_kl)
+          if target_opt_state is None:
+            target_opt_state = target_optimizer.init(x_kl)
+          target, new_target_state, target_loss = _outer_step(
+              objectives, target_optimizer, x_kl, target_opt_state,
+              target_batch)
+          target = _stop(target)
+          match_batch = (target_batch if config.match_batch == 'target' else
+                         batch_fn(k + l, target))
+        info['target_outer_loss'] = target_loss
+        if config.continue_from == 'K+L-1':
+          next_params, next_state = x_kl, state_kl
+        # 3. Matching.
+        terms = _matching_terms(config, objectives, target, x_k, match_batch,
+                                meta_values)
+        meta_loss, _ = matching_lib.combine(config.matching_spec, terms)
+        for name, value in terms.items():
+          info[f'matching/{name}'] = value
+
+    if config.method == 'fixed' or not meta_variables:
+      meta_grads = [tf.zeros_like(v) for v in meta_variables]
+    else:
+      meta_grads = meta_tape.gradient(
+          meta_loss, meta_variables,
+          unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    if inner_losses:
+      info['inner_loss'] = tf.add_n(
+          [tf.cast(v, tf.float32) for v in inner_losses]) / len(inner_losses)
+    return MetaStepResult(
+        meta_loss=meta_loss,
+        meta_grads=list(meta_grads),
+        params=[tf.stop_gradient(p) for p in next_params],
+        opt_state=_stop(next_state),
+        target_opt_state=(None if new_target_state is None else
+                          _stop(new_target_state)),
+        target=target,
+        info=info)

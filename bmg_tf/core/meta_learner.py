@@ -1,0 +1,201 @@
+"""The Keras meta-learner: owns the variables and runs the compiled step.
+
+`MetaLearner` is a `tf_keras` Model that holds
+
+* the learner's parameters (variables, in the functional order of the
+  networks that use them) and the inner optimizer's state;
+* the meta-parameters (`MetaParameters`) and the meta-optimizer;
+* the state of BMG's target-step optimizer;
+* a step counter,
+
+so that one `tf.train.Checkpoint(meta_learner=...)` saves everything. Its
+`step(batches, context)` is a `tf.function` (with `jit_compile` as a switch)
+that calls the engine (`bootstrap.meta_step`), writes the new learner state
+and applies the meta-gradient.
+"""
+
+import types
+from typing import Any, Callable, Dict, Optional, Sequence
+
+import gin
+import tensorflow as tf
+
+from bmg_tf.core import bootstrap
+from bmg_tf.core import meta_params as meta_params_lib
+from bmg_tf.core import optimizers as optimizers_lib
+
+__all__ = ['MetaLearner']
+
+
+def _check_finite_params(params):
+  for i, p in enumerate(params):
+    if not p.dtype.is_floating:
+      raise ValueError(f'learner_params[{i}]: must be a float variable, got '
+                       f'{p.dtype.name}.')
+
+
+@gin.configurable
+class MetaLearner(tf.keras.Model):
+  """Holds learner and meta variables and exposes the compiled meta-step."""
+
+  def __init__(self,
+               learner_params: Sequence[tf.Variable],
+               meta_parameters: meta_params_lib.MetaParameters,
+               objectives: bootstrap.Objectives,
+               config: bootstrap.BootstrapConfig,
+               inner_optimizer: optimizers_lib.Optimizer,
+               target_optimizer: Optional[optimizers_lib.Optimizer] = None,
+               meta_optimizer: Optional[meta_params_lib.MetaOptimizer] = None,
+               batch_fn: Optional[Callable[[int, Any], Any]] = None,
+               jit_compile: bool = False,
+               name: str = 'meta_learner'):
+    """Creates the meta-learner.
+
+    Args:
+      learner_params: the learner's variables, in the order the objectives'
+        functions expect their `params` list.
+      meta_parameters: the meta-parameters; `trainable_variables` are learned.
+      objectives: the task's losses and heads (`bootstrap.Objectives`).
+      config: `bootstrap.BootstrapConfig`.
+      inner_optimizer: differentiable inner optimizer.
+      target_optimizer: BMG's target-step optimizer (default: SGD with the
+        inner optimizer's learning rate if it has one, else 0.1).
+      meta_optimizer: a `MetaOptimizer` (default: Adam, epsilon 1e-4).
+      batch_fn: optional `batch_fn(i, params) -> batch`; when given, `step`
+        ignores its `batches` argument. Runs inside the compiled step.
+      jit_compile: compile the step with XLA.
+      name: model name.
+
+    Raises:
+      ValueError: naming the argument, on inconsistent inputs.
+    """
+    super().__init__(name=name)
+    if not isinstance(config, bootstrap.BootstrapConfig):
+      raise ValueError(f'config: expected a BootstrapConfig, got '
+                       f'{type(config).__name__}.')
+    if not isinstance(meta_parameters, meta_params_lib.MetaParameters):
+      raise ValueError(f'meta_parameters: expected MetaParameters, got '
+                       f'{type(meta_parameters).__name__}.')
+    if not isinstance(inner_optimizer, optimizers_lib.Optimizer):
+      raise ValueError(f'inner_optimizer: expected an optimizers.Optimizer, '
+                       f'got {type(inner_optimizer).__name__}.')
+    learner_params = list(learner_params)
+    if not learner_params:
+      raise ValueError('learner_params: at least one variable is needed.')
+    for i, p in enumerate(learner_params):
+      if not isinstance(p, tf.Variable):
+        raise ValueError(f'learner_params[{i}]: expected a tf.Variable, got '
+                         f'{type(p).__name__}.')
+    _check_finite_params(learner_params)
+    if config.method == 'bmg' and target_optimizer is None:
+      lr = inner_optimizer.default_hparams.get('learning_rate', 0.1)
+      target_optimizer = optimizers_lib.SGD(learning_rate=lr)
+    self.config = config
+    self.learner_params = learner_params
+    self.meta_parameters = meta_parameters
+    self.meta_optimizer = meta_optimizer or meta_params_lib.MetaOptimizer()
+    self.train_step_counter = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                          name='train_step')
+    state = inner_optimizer.init(learner_params)
+    target_state = (target_optimizer.init(learner_params)
+                    if target_optimizer is not None else ())
+    # Untracked holder for Python objects and nest templates.
+    self._py = types.SimpleNamespace(
+        objectives=objectives,
+        inner_optimizer=inner_optimizer,
+        target_optimizer=target_optimizer,
+        batch_fn=batch_fn,
+        state_struct=state,
+        target_struct=target_state,
+        jit_compile=bool(jit_compile))
+    self.opt_state_vars = [
+        tf.Variable(t, trainable=False, name=f'opt_state_{i}')
+        for i, t in enumerate(tf.nest.flatten(state))
+    ]
+    self.target_state_vars = [
+        tf.Variable(t, trainable=False, name=f'target_state_{i}')
+        for i, t in enumerate(tf.nest.flatten(target_state))
+    ]
+    meta_vars = list(self.meta_parameters.trainable_variables)
+    if meta_vars:
+      # Create the meta-optimizer's slots now: not inside an XLA cluster.
+      self.meta_optimizer.optimizer.build(meta_vars)
+    self._compiled_step = tf.function(self._step,
+                                      jit_compile=bool(jit_compile))
+
+  @property
+  def jit_compile(self) -> bool:
+    return self._py.jit_compile
+
+  @property
+  def meta_variables(self):
+    return list(self.meta_parameters.trainable_variables)
+
+  def _read(self, variables, struct):
+    return tf.nest.pack_sequence_as(struct,
+                                    [v.read_value() for v in variables])
+
+  def compute(self, batches=None, context=None) -> bootstrap.MetaStepResult:
+    """Runs the engine on the current state without assigning anything.
+
+    Args:
+      batches: nest of tensors with a leading step axis, or None when a
+        `batch_fn` was given.
+      context: the meta-parameters' context, if they need one.
+
+    Returns:
+      `bootstrap.MetaStepResult`.
+    """
+    py = self._py
+    source = py.batch_fn if py.batch_fn is not None else batches
+    target_state = (self._read(self.target_state_vars, py.target_struct)
+                    if py.target_optimizer is not None else None)
+    return bootstrap.meta_step(
+        params=[p.read_value() for p in self.learner_params],
+        opt_state=self._read(self.opt_state_vars, py.state_struct),
+        meta_variables=self.meta_variables,
+        meta_values_fn=lambda: self.meta_parameters(context),
+        objectives=py.objectives,
+        config=self.config,
+        inner_optimizer=py.inner_optimizer,
+        batches=source,
+        target_optimizer=py.target_optimizer,
+        target_opt_state=target_state)
+
+  def _step(self, batches=None, context=None) -> Dict[str, tf.Tensor]:
+    result = self.compute(batches, context)
+    for v, t in zip(self.learner_params, result.params):
+      v.assign(t)
+    for v, t in zip(self.opt_state_vars, tf.nest.flatten(result.opt_state)):
+      v.assign(t)
+    if result.target_opt_state is not None:
+      for v, t in zip(self.target_state_vars,
+                      tf.nest.flatten(result.target_opt_state)):
+        v.assign(t)
+    metrics = {'meta_loss': tf.cast(result.meta_loss, tf.float32)}
+    meta_vars = self.meta_variables
+    if self.config.method != 'fixed' and meta_vars:
+      metrics['meta_grad_norm'] = self.meta_optimizer.apply(
+          result.meta_grads, meta_vars)
+    self.train_step_counter.assign_add(1)
+    for key, value in result.info.items():
+      metrics[key] = tf.cast(value, tf.float32)
+    return metrics
+
+  def step(self, batches=None, context=None) -> Dict[str, tf.Tensor]:
+    """The compiled meta-step: engine, learner update and meta update.
+
+    Args:
+      batches: nest of tensors whose leading axis indexes the steps
+        (`config.batches_per_step` of them), or None with a `batch_fn`.
+      context: the meta-parameters' context `[C]`, if any.
+
+    Returns:
+      dict of float32 scalar metrics: 'meta_loss', 'meta_grad_norm' (MG and
+      BMG), 'inner_loss', and the engine's diagnostics.
+    """
+    return self._compiled_step(batches, context)
+
+  def call(self, inputs=None, training=None):
+    raise NotImplementedError(
+        'MetaLearner is not a forward model; use step().')

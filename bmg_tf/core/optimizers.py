@@ -1,0 +1,792 @@
+# coding=utf-8
+"""Differentiable inner-loop optimizers as pure functions over tensor lists.
+
+Bootstrapped Meta-Gradients (Flennerhag et al., ICLR 2022) differentiate
+*through* the updates of an inner optimizer, with respect to its
+hyperparameters (for example a learning-rate meta-parameter) and through the
+inner gradients themselves (second order). Keras optimizers cannot be used for
+this: they `assign` to `tf.Variable`s, which cuts the gradient path. The
+optimizers in this module are instead pure functions built only from
+differentiable TF ops:
+
+  opt = optimizers.Adam(learning_rate=1e-3)
+  state = opt.init(params)
+  with tf.GradientTape() as meta_tape:
+    for _ in range(k):
+      with tf.GradientTape() as tape:
+        tape.watch(params)
+        loss = loss_fn(params)
+      grads = tape.gradient(loss, params)
+      params, state = opt.update(
+          grads, state, params, hparams={'learning_rate': meta_lr})
+    meta_loss = meta_loss_fn(params)
+  meta_grad = meta_tape.gradient(meta_loss, meta_lr)
+
+Interface of every optimizer:
+
+  * `init(params) -> state`: `state` is a `NamedTuple` whose per-parameter
+    fields are tuples of tensors with the shapes and dtypes of `params` (empty
+    tuples for unused slots); `AdamState.count` is an `int32` scalar.
+  * `update(grads, state, params, hparams=None) -> (new_params, new_state)`:
+    `new_params` is a list of tensors with the shapes and dtypes of `params`.
+    `hparams` maps names in `hparam_names` to Python numbers or (possibly
+    differentiable) tensors that are scalars or broadcastable to each
+    parameter's shape; missing names take the constructor defaults. Tensor
+    hyperparameters are cast to each parameter's dtype, so `float32` and
+    `float64` parameters both work (and may be mixed).
+
+With the same settings, the update rules equal those of `tf_keras` 2.21's
+`SGD`, `RMSprop` and `Adam` (dense gradients, no weight decay, clipping or
+EMA), including the order of floating-point operations. Deviations:
+
+  * A `None` gradient is treated as a zero gradient (slots decay, and
+    momentum/Adam still move the parameter); Keras skips such variables.
+  * Square roots of second-moment accumulators use `_safe_sqrt`/
+    `_safe_rsqrt`: their values equal `tf.sqrt`/`tf.math.rsqrt` wherever
+    those are finite and positive, but their gradients at exactly 0 are 0
+    instead of inf, so a parameter whose gradient is exactly zero (e.g. a dead
+    ReLU unit) does not put NaN into second-order gradients. Where Keras would
+    divide 0 by 0 (only possible with `epsilon=0`) the update is 0, not NaN.
+  * Sparse `tf.IndexedSlices` gradients are densified.
+"""
+
+from __future__ import absolute_import
+from __future__ import division
+from __future__ import print_function
+
+import math
+import numbers
+from typing import (Any, Dict, List, Mapping, NamedTuple, Optional, Sequence,
+                    Text, Tuple, Union)
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = [
+    'OPTIMIZER_NAMES',
+    'Adam',
+    'AdamState',
+    'Momentum',
+    'MomentumState',
+    'Optimizer',
+    'RMSProp',
+    'RMSPropState',
+    'SGD',
+    'SGDState',
+    'get',
+]
+
+OPTIMIZER_NAMES = ('sgd', 'momentum', 'rmsprop', 'adam')
+
+HParam = Union[float, tf.Tensor]
+TensorList = List[tf.Tensor]
+
+# Allowed ranges of hyperparameter values, as (low, high, high_inclusive).
+_NON_NEGATIVE = (0.0, math.inf, False)
+_UNIT_CLOSED = (0.0, 1.0, True)
+_UNIT_HALF_OPEN = (0.0, 1.0, False)
+
+
+class SGDState(NamedTuple):
+  """State of `SGD`: empty (plain SGD keeps no slots)."""
+
+
+class MomentumState(NamedTuple):
+  """State of `Momentum`.
+
+  Attributes:
+    velocity: Tuple of tensors, one per parameter, same shapes and dtypes;
+      the Keras `m` slot (`v <- momentum * v - lr * g`).
+  """
+  velocity: Tuple[tf.Tensor, ...]
+
+
+class RMSPropState(NamedTuple):
+  """State of `RMSProp`.
+
+  Attributes:
+    nu: Tuple of tensors, one per parameter (same shapes and dtypes): moving
+      average of squared gradients (Keras `velocity`).
+    mom: Tuple of momentum buffers, one per parameter, or `()` when the
+      optimizer was built with `momentum=0`.
+    mu: Tuple of moving averages of gradients, one per parameter, or `()`
+      unless `centered=True`.
+  """
+  nu: Tuple[tf.Tensor, ...]
+  mom: Tuple[tf.Tensor, ...]
+  mu: Tuple[tf.Tensor, ...]
+
+
+class AdamState(NamedTuple):
+  """State of `Adam`.
+
+  Attributes:
+    count: `int32` scalar, number of updates applied so far.
+    mu: Tuple of first-moment estimates, one per parameter (same shapes and
+      dtypes).
+    nu: Tuple of second-moment estimates, one per parameter.
+  """
+  count: tf.Tensor
+  mu: Tuple[tf.Tensor, ...]
+  nu: Tuple[tf.Tensor, ...]
+
+
+def _is_python_number(value: Any) -> bool:
+  """True for Python/NumPy real scalars (not bools, not tensors)."""
+  return (isinstance(value, (numbers.Real, np.floating, np.integer)) and
+          not isinstance(value, (bool, np.bool_)))
+
+
+def _validate_hparam(name: Text, value: Any, allowed: Tuple[float, float, bool],
+                     what: Text = 'argument') -> float:
+  """Checks a Python-number hyperparameter; returns it as a `float`.
+
+  Args:
+    name: Hyperparameter name, used in the error message.
+    value: The value to check.
+    allowed: `(low, high, high_inclusive)`; `low` is always inclusive.
+    what: Word describing `name` in error messages.
+
+  Returns:
+    `float(value)`.
+
+  Raises:
+    ValueError: If `value` is not a finite real number in the allowed range.
+  """
+  low, high, high_inclusive = allowed
+  if math.isinf(high):
+    range_text = '>= {}'.format(low)
+  else:
+    range_text = 'in [{}, {}{}'.format(low, high,
+                                       ']' if high_inclusive else ')')
+  message = '{} `{}` must be a finite real number {}, got {!r}.'.format(
+      what.capitalize(), name, range_text, value)
+  if not _is_python_number(value):
+    raise ValueError(message)
+  value = float(value)
+  in_range = (math.isfinite(value) and value >= low and
+              (value <= high if high_inclusive else value < high))
+  if not in_range:
+    raise ValueError(message)
+  return value
+
+
+def _as_tensor_list(values: Any, arg_name: Text) -> List[Any]:
+  """Returns `values` as a Python list; rejects a single tensor."""
+  if isinstance(values, (tf.Tensor, tf.Variable, np.ndarray)) or not isinstance(
+      values, Sequence):
+    raise TypeError('`{}` must be a list or tuple of tensors, got {}.'.format(
+        arg_name, type(values).__name__))
+  return list(values)
+
+
+def _check_params(params: Any) -> TensorList:
+  """Converts `params` to a list of floating tensors."""
+  params = _as_tensor_list(params, 'params')
+  out = []
+  for i, p in enumerate(params):
+    if p is None:
+      raise ValueError('`params[{}]` is None.'.format(i))
+    p = tf.convert_to_tensor(p) if not isinstance(p, tf.Variable) else p
+    if not p.dtype.is_floating:
+      raise ValueError(
+          '`params[{}]` must have a floating dtype, got {}.'.format(
+              i, p.dtype.name))
+    out.append(p)
+  return out
+
+
+def _check_grads(grads: Any, params: TensorList) -> TensorList:
+  """Converts `grads` to dense tensors matching `params`; `None` -> zeros."""
+  grads = _as_tensor_list(grads, 'grads')
+  if len(grads) != len(params):
+    raise ValueError(
+        '`grads` has {} elements but `params` has {}.'.format(
+            len(grads), len(params)))
+  out = []
+  for i, (g, p) in enumerate(zip(grads, params)):
+    if g is None:
+      out.append(tf.zeros_like(p))
+      continue
+    g = tf.convert_to_tensor(g)  # Also densifies tf.IndexedSlices.
+    if g.dtype != p.dtype:
+      raise ValueError(
+          '`grads[{}]` has dtype {} but `params[{}]` has dtype {}.'.format(
+              i, g.dtype.name, i, p.dtype.name))
+    if not g.shape.is_compatible_with(p.shape):
+      raise ValueError(
+          '`grads[{}]` has shape {} but `params[{}]` has shape {}.'.format(
+              i, g.shape, i, p.shape))
+    out.append(g)
+  return out
+
+
+def _check_slots(slots: Any, params: TensorList, field: Text) -> None:
+  """Checks that a per-parameter state field matches `params`."""
+  if not isinstance(slots, (tuple, list)):
+    raise ValueError('`state.{}` must be a tuple of tensors, got {}.'.format(
+        field, type(slots).__name__))
+  if len(slots) != len(params):
+    raise ValueError('`state.{}` has {} elements but `params` has {}.'.format(
+        field, len(slots), len(params)))
+  for i, (s, p) in enumerate(zip(slots, params)):
+    shape = getattr(s, 'shape', None)
+    if shape is None or not tf.TensorShape(shape).is_compatible_with(p.shape):
+      raise ValueError(
+          '`state.{}[{}]` has shape {} but `params[{}]` has shape {}.'.format(
+              field, i, shape, i, p.shape))
+    dtype = getattr(s, 'dtype', None)
+    if dtype is not None and tf.as_dtype(dtype) != p.dtype:
+      raise ValueError(
+          '`state.{}[{}]` has dtype {} but `params[{}]` has dtype {}.'.format(
+              field, i, tf.as_dtype(dtype).name, i, p.dtype.name))
+
+
+def _cast_hparam(value: HParam, param: tf.Tensor, name: Text) -> tf.Tensor:
+  """Returns hyperparameter `value` as a tensor of `param`'s dtype.
+
+  Args:
+    value: Python number or tensor (scalar or broadcastable to `param`).
+    param: The parameter tensor the hyperparameter is applied to.
+    name: Hyperparameter name, for error messages.
+
+  Returns:
+    A tensor with dtype `param.dtype`.
+
+  Raises:
+    ValueError: If `value`'s static shape does not broadcast to `param`'s.
+  """
+  if _is_python_number(value):
+    return tf.constant(value, dtype=param.dtype)
+  value = tf.cast(value, param.dtype)
+  if value.shape.rank:  # Non-scalar with known rank: check broadcasting.
+    try:
+      bshape = tf.broadcast_static_shape(value.shape, param.shape)
+    except ValueError:
+      bshape = None
+    if bshape is None or not bshape.is_compatible_with(param.shape):
+      raise ValueError(
+          'Hyperparameter `{}` has shape {}, which does not broadcast to the '
+          'parameter shape {}.'.format(name, value.shape, param.shape))
+  return value
+
+
+def _one_minus(value: HParam, param: tf.Tensor, name: Text) -> tf.Tensor:
+  """`1 - value` in `param`'s dtype; Python numbers subtract in float64.
+
+  This mirrors Keras, which computes e.g. `1 - beta_1` in Python before it
+  meets a tensor, so defaults give bit-identical results.
+  """
+  if _is_python_number(value):
+    return tf.constant(1.0 - float(value), dtype=param.dtype)
+  return 1.0 - _cast_hparam(value, param, name)
+
+
+def _safe_sqrt(x: tf.Tensor) -> tf.Tensor:
+  """`tf.sqrt(x)` for `x >= 0`, with gradient 0 (not inf) at `x == 0`.
+
+  Uses the double-`tf.where` trick so that the unselected branch never sees
+  `x == 0`; the forward value equals `tf.sqrt(x)` exactly for `x > 0`, and is
+  0 for `x <= 0` (second-moment accumulators are never negative).
+
+  Args:
+    x: Floating tensor, any shape.
+
+  Returns:
+    Tensor of the same shape and dtype as `x`.
+  """
+  positive = x > 0
+  safe_x = tf.where(positive, x, tf.ones_like(x))
+  return tf.where(positive, tf.sqrt(safe_x), tf.zeros_like(x))
+
+
+def _safe_rsqrt(x: tf.Tensor) -> tf.Tensor:
+  """`tf.math.rsqrt(x)` for `x > 0`; 0 (with gradient 0) for `x <= 0`.
+
+  Args:
+    x: Floating tensor, any shape.
+
+  Returns:
+    Tensor of the same shape and dtype as `x`.
+  """
+  positive = x > 0
+  safe_x = tf.where(positive, x, tf.ones_like(x))
+  return tf.where(positive, tf.math.rsqrt(safe_x), tf.zeros_like(x))
+
+
+def _safe_div(numerator: tf.Tensor, denominator: tf.Tensor) -> tf.Tensor:
+  """`numerator / denominator`, with 0 (and gradient 0) where it is 0."""
+  nonzero = tf.not_equal(denominator, 0)
+  safe_den = tf.where(nonzero, denominator, tf.ones_like(denominator))
+  return tf.where(nonzero, numerator / safe_den, tf.zeros_like(numerator))
+
+
+class Optimizer(object):
+  """Base class of the functional optimizers.
+
+  Subclasses set `hparam_names` and `_hparam_ranges`, and implement
+  `_init(params)`, `_check_state(state, params)` and
+  `_update(grads, state, params, hparams)`.
+
+  Attributes:
+    hparam_names: Names of the float hyperparameters that `update` accepts in
+      its `hparams` argument (and the constructor as keyword arguments).
+  """
+
+  hparam_names: Tuple[Text, ...] = ()
+  _hparam_ranges: Dict[Text, Tuple[float, float, bool]] = {}
+
+  def __init__(self, **default_hparams: float):
+    """Validates and stores the default hyperparameters.
+
+    Args:
+      **default_hparams: One Python number per name in `hparam_names`.
+
+    Raises:
+      ValueError: If a name is missing or unknown, or a value is not a finite
+        real number in its allowed range.
+    """
+    for name in default_hparams:
+      if name not in self.hparam_names:
+        raise ValueError(
+            'Unknown hyperparameter `{}` for {}; valid: {}.'.format(
+                name, type(self).__name__, self.hparam_names))
+    self._defaults = {}
+    for name in self.hparam_names:
+      if name not in default_hparams:
+        raise ValueError('Missing hyperparameter `{}` for {}.'.format(
+            name, type(self).__name__))
+      self._defaults[name] = _validate_hparam(
+          name, default_hparams[name], self._hparam_ranges[name])
+
+  @property
+  def default_hparams(self) -> Dict[Text, float]:
+    """A copy of the constructor's hyperparameters (Python floats)."""
+    return dict(self._defaults)
+
+  def __repr__(self) -> Text:
+    args = ', '.join('{}={!r}'.format(k, v) for k, v in self._config().items())
+    return '{}({})'.format(type(self).__name__, args)
+
+  def _config(self) -> Dict[Text, Any]:
+    return dict(self._defaults)
+
+  def _scope(self, op: Text) -> Text:
+    return '{}_{}'.format(type(self).__name__.lower(), op)
+
+  def resolve_hparams(
+      self, hparams: Optional[Mapping[Text, HParam]] = None
+  ) -> Dict[Text, HParam]:
+    """Merges per-call `hparams` over the defaults.
+
+    Args:
+      hparams: Optional mapping from names in `hparam_names` to Python numbers
+        or tensors. Python numbers are range-checked like constructor args.
+
+    Returns:
+      Dict with one entry per name in `hparam_names`.
+
+    Raises:
+      ValueError: On an unknown name or an out-of-range Python number.
+    """
+    resolved = dict(self._defaults)
+    if hparams is None:
+      return resolved
+    if not isinstance(hparams, Mapping):
+      raise ValueError('`hparams` must be a mapping or None, got {}.'.format(
+          type(hparams).__name__))
+    for name, value in hparams.items():
+      if name not in self.hparam_names:
+        raise ValueError(
+            'Unknown hyperparameter `{}` for {}; valid: {}.'.format(
+                name, type(self).__name__, self.hparam_names))
+      if value is None:
+        raise ValueError('Hyperparameter `{}` is None.'.format(name))
+      if _is_python_number(value):
+        value = _validate_hparam(name, value, self._hparam_ranges[name],
+                                 what='hyperparameter')
+      resolved[name] = value
+    return resolved
+
+  def init(self, params: Sequence[tf.Tensor]) -> Any:
+    """Creates the optimizer state for `params`.
+
+    Args:
+      params: List or tuple of floating tensors (any shapes and dtypes).
+
+    Returns:
+      The state `NamedTuple`; per-parameter slots are zeros with the shapes
+      and dtypes of `params`.
+    """
+    with tf.name_scope(self._scope('init')):
+      return self._init(_check_params(params))
+
+  def update(
+      self,
+      grads: Sequence[Optional[tf.Tensor]],
+      state: Any,
+      params: Sequence[tf.Tensor],
+      hparams: Optional[Mapping[Text, HParam]] = None,
+  ) -> Tuple[TensorList, Any]:
+    """Applies one optimizer step, as differentiable TF ops.
+
+    Args:
+      grads: List of gradients, one per parameter, same shapes and dtypes as
+        `params`. `None` entries are treated as zero gradients;
+        `tf.IndexedSlices` are densified.
+      state: State from `init` or a previous `update`.
+      params: List or tuple of floating tensors.
+      hparams: Optional mapping overriding the constructor hyperparameters
+        for this call; values are Python numbers or tensors (scalar or
+        broadcastable to each parameter), which are cast to each parameter's
+        dtype and may carry gradients.
+
+    Returns:
+      `(new_params, new_state)`: `new_params` is a list of tensors with the
+      shapes and dtypes of `params`; `new_state` has the structure of `state`.
+
+    Raises:
+      ValueError: If `grads`, `state` and `params` disagree in length, shape
+        or dtype (checked on static shapes), or `hparams` is invalid.
+    """
+    with tf.name_scope(self._scope('update')):
+      params = _check_params(params)
+      grads = _check_grads(grads, params)
+      self._check_state(state, params)
+      resolved = self.resolve_hparams(hparams)
+      return self._update(grads, state, params, resolved)
+
+  # To be implemented by subclasses.
+
+  def _init(self, params: TensorList) -> Any:
+    raise NotImplementedError
+
+  def _check_state(self, state: Any, params: TensorList) -> None:
+    raise NotImplementedError
+
+  def _update(self, grads: TensorList, state: Any, params: TensorList,
+              hparams: Dict[Text, HParam]) -> Tuple[TensorList, Any]:
+    raise NotImplementedError
+
+
+def _check_state_type(state: Any, state_cls: type) -> None:
+  if not isinstance(state, state_cls):
+    raise ValueError('`state` must be a {}, got {}.'.format(
+        state_cls.__name__, type(state).__name__))
+
+
+class SGD(Optimizer):
+  """Plain stochastic gradient descent: `p <- p - lr * g`.
+
+  Equals `tf_keras.optimizers.SGD(learning_rate, momentum=0.0)`.
+  """
+
+  hparam_names = ('learning_rate',)
+  _hparam_ranges = {'learning_rate': _NON_NEGATIVE}
+
+  def __init__(self, learning_rate: float):
+    """Creates the optimizer.
+
+    Args:
+      learning_rate: Finite Python number >= 0.
+
+    Raises:
+      ValueError: If `learning_rate` is invalid.
+    """
+    super(SGD, self).__init__(learning_rate=learning_rate)
+
+  def _init(self, params):
+    return SGDState()
+
+  def _check_state(self, state, params):
+    _check_state_type(state, SGDState)
+
+  def _update(self, grads, state, params, hparams):
+    new_params = []
+    for g, p in zip(grads, params):
+      lr = _cast_hparam(hparams['learning_rate'], p, 'learning_rate')
+      new_params.append(p + -g * lr)
+    return new_params, SGDState()
+
+
+class Momentum(Optimizer):
+  """SGD with (optionally Nesterov) momentum, in the Keras form.
+
+    v <- momentum * v - lr * g
+    p <- p + v                          (nesterov=False)
+    p <- p + momentum * v - lr * g      (nesterov=True, with the new v)
+
+  Equals `tf_keras.optimizers.SGD(learning_rate, momentum, nesterov)`.
+  """
+
+  hparam_names = ('learning_rate', 'momentum')
+  _hparam_ranges = {'learning_rate': _NON_NEGATIVE, 'momentum': _UNIT_CLOSED}
+
+  def __init__(self,
+               learning_rate: float,
+               momentum: float = 0.9,
+               nesterov: bool = False):
+    """Creates the optimizer.
+
+    Args:
+      learning_rate: Finite Python number >= 0.
+      momentum: Python number in [0, 1].
+      nesterov: Python bool, whether to use Nesterov momentum.
+
+    Raises:
+      ValueError: If an argument is invalid.
+    """
+    if not isinstance(nesterov, (bool, np.bool_)):
+      raise ValueError('`nesterov` must be a bool, got {!r}.'.format(nesterov))
+    super(Momentum, self).__init__(
+        learning_rate=learning_rate, momentum=momentum)
+    self.nesterov = bool(nesterov)
+
+  def _config(self):
+    config = super(Momentum, self)._config()
+    config['nesterov'] = self.nesterov
+    return config
+
+  def _init(self, params):
+    return MomentumState(velocity=tuple(tf.zeros_like(p) for p in params))
+
+  def _check_state(self, state, params):
+    _check_state_type(state, MomentumState)
+    _check_slots(state.velocity, params, 'velocity')
+
+  def _update(self, grads, state, params, hparams):
+    new_params, new_velocity = [], []
+    for g, v, p in zip(grads, state.velocity, params):
+      lr = _cast_hparam(hparams['learning_rate'], p, 'learning_rate')
+      momentum = _cast_hparam(hparams['momentum'], p, 'momentum')
+      v = -g * lr + v * momentum
+      if self.nesterov:
+        p = p + (-g * lr + v * momentum)
+      else:
+        p = p + v
+      new_params.append(p)
+      new_velocity.append(v)
+    return new_params, MomentumState(velocity=tuple(new_velocity))
+
+
+class RMSProp(Optimizer):
+  """RMSProp, in the Keras form.
+
+    nu  <- rho * nu + (1 - rho) * g^2
+    mu  <- rho * mu + (1 - rho) * g                (centered only)
+    d   <- nu + epsilon        or  nu - mu^2 + epsilon   (centered)
+    inc <- lr * g * rsqrt(d)
+    mom <- momentum * mom + inc; p <- p - mom      (momentum > 0)
+    p   <- p - inc                                 (momentum == 0)
+
+  Equals `tf_keras.optimizers.RMSprop` with the same arguments. Whether a
+  momentum buffer exists is fixed at construction (as in Keras): built with
+  `momentum=0`, the `momentum` hyperparameter cannot be overridden in
+  `update`.
+  """
+
+  hparam_names = ('learning_rate', 'rho', 'epsilon', 'momentum')
+  _hparam_ranges = {
+      'learning_rate': _NON_NEGATIVE,
+      'rho': _UNIT_HALF_OPEN,
+      'epsilon': _NON_NEGATIVE,
+      'momentum': _UNIT_CLOSED,
+  }
+
+  def __init__(self,
+               learning_rate: float,
+               rho: float = 0.9,
+               epsilon: float = 1e-7,
+               momentum: float = 0.0,
+               centered: bool = False):
+    """Creates the optimizer.
+
+    Args:
+      learning_rate: Finite Python number >= 0.
+      rho: Python number in [0, 1), decay of the squared-gradient average.
+      epsilon: Python number >= 0, added to the squared-gradient average
+        inside the square root.
+      momentum: Python number in [0, 1]; 0 disables the momentum buffer.
+      centered: Python bool; if True, normalise by the estimated variance
+        `nu - mu^2` instead of the second moment `nu`.
+
+    Raises:
+      ValueError: If an argument is invalid.
+    """
+    if not isinstance(centered, (bool, np.bool_)):
+      raise ValueError('`centered` must be a bool, got {!r}.'.format(centered))
+    super(RMSProp, self).__init__(
+        learning_rate=learning_rate, rho=rho, epsilon=epsilon,
+        momentum=momentum)
+    self.centered = bool(centered)
+    self._use_momentum = self._defaults['momentum'] > 0
+
+  def _config(self):
+    config = super(RMSProp, self)._config()
+    config['centered'] = self.centered
+    return config
+
+  def resolve_hparams(self, hparams=None):
+    if (hparams is not None and isinstance(hparams, Mapping) and
+        'momentum' in hparams and not self._use_momentum):
+      raise ValueError(
+          'Hyperparameter `momentum` cannot be overridden: this RMSProp was '
+          'built with momentum=0 and has no momentum buffer.')
+    return super(RMSProp, self).resolve_hparams(hparams)
+
+  def _init(self, params):
+    zeros = lambda: tuple(tf.zeros_like(p) for p in params)
+    return RMSPropState(
+        nu=zeros(),
+        mom=zeros() if self._use_momentum else (),
+        mu=zeros() if self.centered else ())
+
+  def _check_state(self, state, params):
+    _check_state_type(state, RMSPropState)
+    _check_slots(state.nu, params, 'nu')
+    _check_slots(state.mom, params if self._use_momentum else [], 'mom')
+    _check_slots(state.mu, params if self.centered else [], 'mu')
+
+  def _update(self, grads, state, params, hparams):
+    n = len(params)
+    moms = state.mom if self._use_momentum else (None,) * n
+    mus = state.mu if self.centered else (None,) * n
+    new_params, new_nu, new_mom, new_mu = [], [], [], []
+    for g, p, nu, mom, mu in zip(grads, params, state.nu, moms, mus):
+      lr = _cast_hparam(hparams['learning_rate'], p, 'learning_rate')
+      rho = _cast_hparam(hparams['rho'], p, 'rho')
+      one_minus_rho = _one_minus(hparams['rho'], p, 'rho')
+      epsilon = _cast_hparam(hparams['epsilon'], p, 'epsilon')
+      nu = rho * nu + one_minus_rho * tf.square(g)
+      if self.centered:
+        mu = rho * mu + one_minus_rho * g
+        denominator = nu - tf.square(mu) + epsilon
+        new_mu.append(mu)
+      else:
+        denominator = nu + epsilon
+      increment = lr * g * _safe_rsqrt(denominator)
+      if self._use_momentum:
+        momentum = _cast_hparam(hparams['momentum'], p, 'momentum')
+        mom = momentum * mom + increment
+        p = p + -mom
+        new_mom.append(mom)
+      else:
+        p = p + -increment
+      new_params.append(p)
+      new_nu.append(nu)
+    return new_params, RMSPropState(
+        nu=tuple(new_nu), mom=tuple(new_mom), mu=tuple(new_mu))
+
+
+class Adam(Optimizer):
+  """Adam, in the Keras form (bias correction folded into the step size).
+
+    t     <- count + 1
+    alpha <- lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)
+    m     <- m + (g - m) * (1 - beta_1)
+    v     <- v + (g^2 - v) * (1 - beta_2)
+    p     <- p - m * alpha / (sqrt(v) + epsilon)
+
+  Equals `tf_keras.optimizers.Adam(learning_rate, beta_1, beta_2, epsilon)`
+  (with `amsgrad=False`, `adaptive_epsilon=False`).
+  """
+
+  hparam_names = ('learning_rate', 'beta_1', 'beta_2', 'epsilon')
+  _hparam_ranges = {
+      'learning_rate': _NON_NEGATIVE,
+      'beta_1': _UNIT_HALF_OPEN,
+      'beta_2': _UNIT_HALF_OPEN,
+      'epsilon': _NON_NEGATIVE,
+  }
+
+  def __init__(self,
+               learning_rate: float,
+               beta_1: float = 0.9,
+               beta_2: float = 0.999,
+               epsilon: float = 1e-7):
+    """Creates the optimizer.
+
+    Args:
+      learning_rate: Finite Python number >= 0.
+      beta_1: Python number in [0, 1), decay of the first moment.
+      beta_2: Python number in [0, 1), decay of the second moment.
+      epsilon: Python number >= 0, added to `sqrt(v)`.
+
+    Raises:
+      ValueError: If an argument is invalid.
+    """
+    super(Adam, self).__init__(
+        learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2,
+        epsilon=epsilon)
+
+  def _init(self, params):
+    return AdamState(
+        count=tf.zeros([], tf.int32),
+        mu=tuple(tf.zeros_like(p) for p in params),
+        nu=tuple(tf.zeros_like(p) for p in params))
+
+  def _check_state(self, state, params):
+    _check_state_type(state, AdamState)
+    count_shape = getattr(state.count, 'shape', None)
+    if count_shape is None or tf.TensorShape(count_shape).rank not in (0, None):
+      raise ValueError('`state.count` must be a scalar, got shape {}.'.format(
+          count_shape))
+    _check_slots(state.mu, params, 'mu')
+    _check_slots(state.nu, params, 'nu')
+
+  def _update(self, grads, state, params, hparams):
+    count = state.count + 1
+    new_params, new_mu, new_nu = [], [], []
+    for g, p, m, v in zip(grads, params, state.mu, state.nu):
+      lr = _cast_hparam(hparams['learning_rate'], p, 'learning_rate')
+      beta_1 = _cast_hparam(hparams['beta_1'], p, 'beta_1')
+      beta_2 = _cast_hparam(hparams['beta_2'], p, 'beta_2')
+      one_minus_beta_1 = _one_minus(hparams['beta_1'], p, 'beta_1')
+      one_minus_beta_2 = _one_minus(hparams['beta_2'], p, 'beta_2')
+      epsilon = _cast_hparam(hparams['epsilon'], p, 'epsilon')
+      local_step = tf.cast(count, p.dtype)
+      beta_1_power = tf.pow(beta_1, local_step)
+      beta_2_power = tf.pow(beta_2, local_step)
+      alpha = lr * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+      m = m + (g - m) * one_minus_beta_1
+      v = v + (tf.square(g) - v) * one_minus_beta_2
+      p = p - _safe_div(m * alpha, _safe_sqrt(v) + epsilon)
+      new_params.append(p)
+      new_mu.append(m)
+      new_nu.append(v)
+    return new_params, AdamState(
+        count=count, mu=tuple(new_mu), nu=tuple(new_nu))
+
+
+_REGISTRY = {
+    'sgd': SGD,
+    'momentum': Momentum,
+    'rmsprop': RMSProp,
+    'adam': Adam,
+}
+
+
+def get(name: Text, **hparams: Any) -> Optimizer:
+  """Builds an optimizer by name.
+
+  Args:
+    name: One of `OPTIMIZER_NAMES` ('sgd', 'momentum', 'rmsprop', 'adam'),
+      case-insensitive.
+    **hparams: Constructor arguments of that optimizer (e.g.
+      `learning_rate=1e-3`, `nesterov=True`).
+
+  Returns:
+    An `Optimizer`.
+
+  Raises:
+    ValueError: If `name` is unknown, or an argument is unknown or invalid.
+  """
+  key = name.lower() if isinstance(name, str) else None
+  if key not in _REGISTRY:
+    raise ValueError('Unknown optimizer {!r}; valid names: {}.'.format(
+        name, OPTIMIZER_NAMES))
+  try:
+    return _REGISTRY[key](**hparams)
+  except TypeError as e:  # Unknown or missing keyword argument.
+    raise ValueError('Bad arguments for optimizer {!r}: {}'.format(
+        key, e)) from None

@@ -1,0 +1,166 @@
+"""A multi-layer perceptron that runs on its variables or on explicit tensors.
+
+To differentiate through K inner updates, the learner's forward pass must take
+its parameters as tensors: ``Variable.assign`` cuts the gradient. ``MLP``
+therefore has two entry points that share one forward function:
+
+* ``mlp(inputs)``: the usual Keras call, on the layer's own variables;
+* ``mlp.apply(params, inputs)``: the functional call, on a list of tensors
+  with the same structure as ``mlp.params`` (``[w_0, b_0, w_1, b_1, ...]``).
+"""
+
+import math
+from typing import Callable, List, Optional, Sequence, Union
+
+import tensorflow as tf
+
+__all__ = ['MLP', 'check_params']
+
+Activation = Union[str, Callable[[tf.Tensor], tf.Tensor], None]
+
+
+def check_params(params: Sequence[tf.Tensor],
+                 reference: Sequence[tf.Tensor],
+                 name: str = 'params') -> List[tf.Tensor]:
+  """Checks that `params` matches `reference` in length, shape and dtype.
+
+  Args:
+    params: a list of tensors.
+    reference: the list of variables or tensors `params` must match.
+    name: the argument name to put in error messages.
+
+  Returns:
+    `params` as a list.
+
+  Raises:
+    ValueError: naming `name`, if the structures differ.
+  """
+  params = list(params)
+  if len(params) != len(reference):
+    raise ValueError(f'{name}: expected {len(reference)} tensors, '
+                     f'got {len(params)}.')
+  for i, (p, r) in enumerate(zip(params, reference)):
+    p_shape = tf.TensorShape(getattr(p, 'shape', None))
+    if not p_shape.is_compatible_with(r.shape):
+      raise ValueError(f'{name}[{i}]: expected shape {r.shape}, '
+                       f'got {p_shape}.')
+    p_dtype = getattr(p, 'dtype', None)
+    if p_dtype is not None and tf.as_dtype(p_dtype) != r.dtype:
+      raise ValueError(f'{name}[{i}]: expected dtype {r.dtype.name}, '
+                       f'got {tf.as_dtype(p_dtype).name}.')
+  return params
+
+
+class MLP(tf.keras.layers.Layer):
+  """Fully-connected network with a functional call.
+
+  Input: float tensor `[..., input_dim]`. Output: `[..., output_size]` (or
+  `[..., hidden_sizes[-1]]` when `output_size` is None). The activation is
+  applied after every hidden layer, never after the output layer.
+  """
+
+  def __init__(self,
+               hidden_sizes: Sequence[int],
+               output_size: Optional[int] = None,
+               activation: Activation = 'relu',
+               output_kernel_scale: float = 1.0,
+               input_dim: Optional[int] = None,
+               dtype=tf.float32,
+               name: str = 'mlp'):
+    """Creates the MLP.
+
+    Args:
+      hidden_sizes: widths of the hidden layers, e.g. `(256, 256)`.
+      output_size: width of the linear output layer, or None for none.
+      activation: Keras activation name or callable for the hidden layers.
+      output_kernel_scale: multiplies the Glorot-uniform initial output
+        kernel; 0 gives an output that starts at the bias.
+      input_dim: if given, the variables are built at once.
+      dtype: float dtype of the variables.
+      name: layer name.
+
+    Raises:
+      ValueError: on non-positive sizes.
+    """
+    super().__init__(name=name, dtype=dtype)
+    hidden_sizes = tuple(int(h) for h in hidden_sizes)
+    if any(h <= 0 for h in hidden_sizes):
+      raise ValueError(f'hidden_sizes: all widths must be positive, got '
+                       f'{hidden_sizes}.')
+    if output_size is not None and int(output_size) <= 0:
+      raise ValueError(f'output_size: must be positive, got {output_size}.')
+    if not hidden_sizes and output_size is None:
+      raise ValueError('hidden_sizes/output_size: the MLP has no layer.')
+    self._hidden_sizes = hidden_sizes
+    self._output_size = None if output_size is None else int(output_size)
+    self._activation = tf.keras.activations.get(activation)
+    self._output_kernel_scale = float(output_kernel_scale)
+    self._weights_list = []
+    if input_dim is not None:
+      self.build(tf.TensorShape([None, int(input_dim)]))
+
+  @property
+  def layer_sizes(self):
+    sizes = list(self._hidden_sizes)
+    if self._output_size is not None:
+      sizes.append(self._output_size)
+    return tuple(sizes)
+
+  def build(self, input_shape):
+    input_dim = int(tf.TensorShape(input_shape)[-1])
+    fan_in = input_dim
+    n_layers = len(self.layer_sizes)
+    for i, width in enumerate(self.layer_sizes):
+      is_output = self._output_size is not None and i == n_layers - 1
+      limit = math.sqrt(6.0 / (fan_in + width))
+      scale = self._output_kernel_scale if is_output else 1.0
+      init = tf.keras.initializers.RandomUniform(-limit * scale,
+                                                 limit * scale)
+      if scale == 0.0:
+        init = tf.keras.initializers.Zeros()
+      w = self.add_weight(name=f'kernel_{i}', shape=(fan_in, width),
+                          initializer=init, dtype=self.dtype)
+      b = self.add_weight(name=f'bias_{i}', shape=(width,),
+                          initializer='zeros', dtype=self.dtype)
+      self._weights_list.extend([w, b])
+      fan_in = width
+    super().build(input_shape)
+
+  @property
+  def params(self) -> List[tf.Variable]:
+    """The variables in functional order `[w_0, b_0, w_1, b_1, ...]`."""
+    if not self.built:
+      raise ValueError(f'{self.name}: call the network once (or pass '
+                       'input_dim) before reading its params.')
+    return list(self._weights_list)
+
+  def call(self, inputs):
+    return self._forward(self._weights_list, inputs)
+
+  def apply(self, params: Sequence[tf.Tensor], inputs: tf.Tensor) -> tf.Tensor:
+    """Runs the network on explicit parameter tensors.
+
+    Args:
+      params: list of tensors shaped like `self.params`.
+      inputs: float tensor `[..., input_dim]`.
+
+    Returns:
+      Tensor `[..., layer_sizes[-1]]`, differentiable w.r.t. `params`.
+    """
+    if not self.built:
+      self.build(tf.TensorShape(inputs.shape))
+    params = check_params(params, self._weights_list)
+    return self._forward(params, inputs)
+
+  def _forward(self, params, inputs):
+    with tf.name_scope(self.name):
+      h = tf.cast(inputs, self.dtype)
+      n_layers = len(self.layer_sizes)
+      for i in range(n_layers):
+        w, b = params[2 * i], params[2 * i + 1]
+        h = tf.matmul(h, w) + b if h.shape.rank == 2 else (
+            tf.tensordot(h, w, axes=1) + b)
+        is_output = self._output_size is not None and i == n_layers - 1
+        if not is_output:
+          h = self._activation(h)
+      return h

@@ -1,0 +1,177 @@
+"""Pipeline plumbing shared by every experiment: run directory, checkpoints,
+operative gin config, summaries and a progress line.
+
+An experiment's `train_eval` builds its objects, then
+
+    run = training.Run(root_dir, total_steps, learner=..., env=...)
+    start = run.restore()           # resumes from root_dir if possible
+    for ...:
+      ...
+      run.log(step, metrics)        # TensorBoard + progress line
+      run.maybe_save(step)          # CheckpointManager
+    run.finish(step)
+
+`Run` writes the operative gin config to `root_dir/operative_config.gin`
+beside the checkpoints (`root_dir/checkpoints`) and summaries
+(`root_dir/summaries`).
+"""
+
+import os
+import sys
+import time
+from typing import Dict, Mapping, Optional
+
+import gin
+import tensorflow as tf
+
+__all__ = ['RunDirError', 'prepare_root_dir', 'Run']
+
+
+class RunDirError(ValueError):
+  """The run directory is unusable."""
+
+
+def prepare_root_dir(root_dir: str) -> str:
+  """Creates `root_dir` if needed and checks it is writable.
+
+  Args:
+    root_dir: the run directory.
+
+  Returns:
+    The absolute path.
+
+  Raises:
+    RunDirError: with a one-line message, if it cannot be used.
+  """
+  if not root_dir:
+    raise RunDirError('root_dir: is required.')
+  root_dir = os.path.abspath(os.path.expanduser(root_dir))
+  try:
+    os.makedirs(root_dir, exist_ok=True)
+    probe = os.path.join(root_dir, '.write_probe')
+    with open(probe, 'w') as f:
+      f.write('ok')
+    os.remove(probe)
+  except OSError as e:
+    raise RunDirError(f'root_dir: cannot write to {root_dir!r}: '
+                      f'{e.strerror or e}.') from None
+  return root_dir
+
+
+class Run:
+  """Checkpoints, summaries and progress for one training run."""
+
+  def __init__(self,
+               root_dir: str,
+               total_steps: int,
+               step_unit: str = 'steps',
+               checkpoint_every: int = 1000,
+               log_every: int = 100,
+               max_to_keep: int = 3,
+               output=None,
+               **trackables):
+    """Creates the run.
+
+    Args:
+      root_dir: run directory (created; must be writable).
+      total_steps: the budget, in `step_unit`s, for the ETA.
+      step_unit: what a step is ('env steps', 'meta-steps', ...).
+      checkpoint_every: save every this many steps (and at the end).
+      log_every: write summaries and print progress every this many steps.
+      max_to_keep: checkpoints kept by the CheckpointManager.
+      output: where the progress line goes (default stdout).
+      **trackables: objects to checkpoint (a learner, an env, a counter...).
+    """
+    self.root_dir = prepare_root_dir(root_dir)
+    self.total_steps = int(total_steps)
+    self.step_unit = step_unit
+    self.checkpoint_every = max(1, int(checkpoint_every))
+    self.log_every = max(1, int(log_every))
+    self._stream = output or sys.stdout
+    self.checkpoint = tf.train.Checkpoint(**trackables)
+    self.manager = tf.train.CheckpointManager(
+        self.checkpoint, os.path.join(self.root_dir, 'checkpoints'),
+        max_to_keep=max_to_keep)
+    self.writer = tf.summary.create_file_writer(
+        os.path.join(self.root_dir, 'summaries'))
+    self._last_time = None
+    self._last_step = None
+    self._last_saved = None
+    self._config_written = False
+
+  def restore(self) -> bool:
+    """Restores the latest checkpoint, if any. Returns True if restored."""
+    latest = self.manager.latest_checkpoint
+    if latest is None:
+      return False
+    self.checkpoint.restore(latest).assert_existing_objects_matched()
+    print(f'Restored {latest}', file=self._stream, flush=True)
+    return True
+
+  def write_operative_config(self):
+    """Writes the gin config actually used (call after the first step)."""
+    path = os.path.join(self.root_dir, 'operative_config.gin')
+    with open(path, 'w') as f:
+      f.write(gin.operative_config_str())
+    self._config_written = True
+    return path
+
+  def log(self, step: int, metrics: Mapping[str, float],
+          extra: Optional[str] = None) -> Optional[Dict[str, float]]:
+    """Writes summaries and prints progress every `log_every` steps.
+
+    Args:
+      step: the current step count.
+      metrics: name -> scalar, written to TensorBoard under its name.
+      extra: text appended to the progress line.
+
+    Returns:
+      The scalars written, with 'steps_per_sec', or None if not logged.
+    """
+    if not self._config_written:
+      self.write_operative_config()
+    now = time.time()
+    if self._last_time is None:
+      self._last_time, self._last_step = now, step
+    if step % self.log_every and step != self.total_steps:
+      return None
+    values = {k: float(v) for k, v in metrics.items()}
+    elapsed = now - self._last_time
+    if step > self._last_step and elapsed > 0:
+      rate = (step - self._last_step) / elapsed
+      values['steps_per_sec'] = rate
+    self._last_time, self._last_step = now, step
+    with self.writer.as_default():
+      for k, v in values.items():
+        tf.summary.scalar(k, v, step=step)
+    rate = values.get('steps_per_sec')
+    eta = ''
+    if rate:
+      remaining = max(0, self.total_steps - step) / rate
+      eta = f' eta {remaining:6.0f}s'
+      rate_s = f' {rate:9.1f} {self.step_unit}/s'
+    else:
+      rate_s = ''
+    shown = ' '.join(f'{k}={v:.4g}' for k, v in values.items()
+                     if k != 'steps_per_sec')
+    line = f'[{step}/{self.total_steps}]{rate_s}{eta} {shown}'
+    if extra:
+      line += ' ' + extra
+    print(line, file=self._stream, flush=True)
+    return values
+
+  def maybe_save(self, step: int, force: bool = False) -> Optional[str]:
+    """Saves a checkpoint every `checkpoint_every` steps (or if forced)."""
+    if not force and (step % self.checkpoint_every):
+      return None
+    if self._last_saved == step:
+      return None
+    self._last_saved = step
+    return self.manager.save(checkpoint_number=step)
+
+  def finish(self, step: int):
+    """Saves a final checkpoint and flushes the summaries."""
+    self.maybe_save(step, force=True)
+    if not self._config_written:
+      self.write_operative_config()
+    self.writer.flush()

@@ -1,0 +1,185 @@
+"""Tests for bmg_tf.envs.gym_adapter (gymnasium -> TF-Agents PyEnvironment)."""
+
+import gymnasium
+from gymnasium import spaces
+from gymnasium.wrappers import TimeLimit
+import numpy as np
+import pytest
+from tf_agents.environments import utils as env_utils
+from tf_agents.trajectories import time_step as ts
+
+from bmg_tf.envs import gym_adapter
+from bmg_tf.envs import two_colors
+
+__all__ = []
+
+
+class _ToyEnv(gymnasium.Env):
+  """Discrete(5, start=1) observations, Box actions, terminates after 3."""
+
+  metadata = {'render_modes': ['ansi']}
+
+  def __init__(self, obs_space=None, act_space=None):
+    self.observation_space = obs_space or spaces.Discrete(5, start=1)
+    self.action_space = act_space or spaces.Box(-1.0, 1.0, (2,), np.float32)
+    self.render_mode = 'ansi'
+    self.closed = False
+    self.actions = []
+    self._t = 0
+
+  def reset(self, *, seed=None, options=None):
+    super().reset(seed=seed)
+    self._t = 0
+    return 1, {'t': 0}
+
+  def step(self, action):
+    self.actions.append(action)
+    self._t += 1
+    return 1 + self._t, 0.5, self._t >= 3, False, {'t': self._t}
+
+  def render(self):
+    return f't={self._t}'
+
+  def close(self):
+    self.closed = True
+
+
+def _two_colors(max_steps=20, seed=0):
+  return gym_adapter.GymnasiumEnvironment(
+      TimeLimit(two_colors.TwoColors(), max_episode_steps=max_steps),
+      seed=seed)
+
+
+def test_validate_two_colors_with_time_limit():
+  env_utils.validate_py_environment(_two_colors(), episodes=3)
+
+
+def test_validate_cartpole():
+  env_utils.validate_py_environment(
+      gym_adapter.GymnasiumEnvironment(gymnasium.make('CartPole-v1'), seed=0),
+      episodes=3)
+
+
+def test_validate_toy_discrete_obs_box_action():
+  env_utils.validate_py_environment(
+      gym_adapter.GymnasiumEnvironment(_ToyEnv(), seed=0), episodes=3)
+
+
+def test_two_colors_specs():
+  env = _two_colors()
+  obs_spec = env.observation_spec()
+  assert obs_spec.shape == (30,) and obs_spec.dtype == np.float32
+  np.testing.assert_array_equal(obs_spec.minimum, np.zeros(30))
+  np.testing.assert_array_equal(obs_spec.maximum, np.ones(30))
+  act_spec = env.action_spec()
+  assert act_spec.shape == () and act_spec.dtype == np.int64
+  assert act_spec.minimum == 0 and act_spec.maximum == 3
+  assert env.reward_spec().dtype == np.float32
+  assert env.discount_spec().dtype == np.float32
+  assert env.time_step_spec().observation == obs_spec
+
+
+def test_cartpole_specs():
+  gym_env = gymnasium.make('CartPole-v1')
+  env = gym_adapter.GymnasiumEnvironment(gym_env)
+  obs_spec = env.observation_spec()
+  space = gym_env.observation_space
+  assert obs_spec.shape == space.shape and obs_spec.dtype == space.dtype
+  # BoundedArraySpec replaces infinite bounds by the dtype's finite extremes.
+  big = np.finfo(np.float32).max
+  np.testing.assert_array_equal(obs_spec.minimum, np.maximum(space.low, -big))
+  np.testing.assert_array_equal(obs_spec.maximum, np.minimum(space.high, big))
+  assert obs_spec.minimum[0] == space.low[0] == np.float32(-4.8)
+  assert env.action_spec().maximum == 1 and env.action_spec().minimum == 0
+
+
+def test_discrete_start_and_box_action_specs():
+  env = gym_adapter.GymnasiumEnvironment(_ToyEnv())
+  obs_spec = env.observation_spec()
+  assert obs_spec.dtype == np.int64 and obs_spec.shape == ()
+  assert obs_spec.minimum == 1 and obs_spec.maximum == 5
+  act_spec = env.action_spec()
+  assert act_spec.shape == (2,) and act_spec.dtype == np.float32
+  np.testing.assert_array_equal(act_spec.minimum, [-1.0, -1.0])
+  time_step = env.reset()
+  assert time_step.observation.dtype == np.int64
+  env.step(np.array([0.25, -0.5], np.float32))
+  np.testing.assert_array_equal(env.gym_env.actions[-1], [0.25, -0.5])
+
+
+@pytest.mark.parametrize('which', ['observation', 'action'])
+@pytest.mark.parametrize('space', [
+    spaces.MultiBinary(3),
+    spaces.MultiDiscrete([2, 3]),
+    spaces.Dict({'a': spaces.Discrete(2)}),
+])
+def test_unsupported_space_raises(which, space):
+  kwargs = {'obs_space': space} if which == 'observation' else {
+      'act_space': space}
+  with pytest.raises(ValueError, match=f'{which} space .*{type(space).__name__}'):
+    gym_adapter.GymnasiumEnvironment(_ToyEnv(**kwargs))
+
+
+def test_truncation_is_last_with_discount_one_then_auto_reset():
+  env = _two_colors(max_steps=5)
+  time_step = env.reset()
+  assert time_step.step_type == ts.StepType.FIRST
+  for t in range(5):
+    time_step = env.step(np.int64(t % 4))
+    assert time_step.reward.dtype == np.float32
+    if t < 4:
+      assert time_step.step_type == ts.StepType.MID
+      assert time_step.discount == 1.0
+  assert time_step.step_type == ts.StepType.LAST
+  assert time_step.discount == 1.0
+  assert time_step.discount.dtype == np.float32
+  assert env.get_info()['step'] == 5
+  time_step = env.step(np.int64(0))  # Auto-reset: action ignored.
+  assert time_step.step_type == ts.StepType.FIRST
+  assert env.get_info()['step'] == 0
+  assert env.step(np.int64(0)).step_type == ts.StepType.MID
+
+
+def test_cartpole_termination_has_discount_zero():
+  env = gym_adapter.GymnasiumEnvironment(gymnasium.make('CartPole-v1'), seed=1)
+  env.reset()
+  for _ in range(500):
+    time_step = env.step(np.int64(1))  # Always push right: falls quickly.
+    if time_step.is_last():
+      break
+  assert time_step.step_type == ts.StepType.LAST
+  assert time_step.discount == 0.0
+  assert env.step(np.int64(1)).step_type == ts.StepType.FIRST
+
+
+def test_toy_termination_discount_zero_and_observations():
+  env = gym_adapter.GymnasiumEnvironment(_ToyEnv())
+  steps = [env.reset()] + [env.step(np.zeros(2, np.float32))
+                           for _ in range(4)]
+  assert [int(s.step_type) for s in steps] == [0, 1, 1, 2, 0]
+  assert [float(s.discount) for s in steps] == [1.0, 1.0, 1.0, 0.0, 1.0]
+  assert [int(s.observation) for s in steps] == [1, 2, 3, 4, 1]
+
+
+def _first_observations(seed, n=4):
+  env = _two_colors(max_steps=2, seed=seed)
+  return np.stack([env.step(np.int64(0)).observation for _ in range(n)])
+
+
+def test_seed_is_used_for_first_reset():
+  np.testing.assert_array_equal(_first_observations(7), _first_observations(7))
+  assert not np.array_equal(_first_observations(7), _first_observations(8))
+
+
+def test_render_and_close_passthrough():
+  toy = _ToyEnv()
+  env = gym_adapter.GymnasiumEnvironment(toy)
+  env.reset()
+  assert env.render() == 't=0'
+  env.close()
+  assert toy.closed
+  two = gym_adapter.GymnasiumEnvironment(
+      two_colors.TwoColors(render_mode='ansi'), seed=0)
+  two.reset()
+  text = two.render()
+  assert sorted(text.replace('.', '').replace('\n', '')) == ['A', 'B', 'R']
