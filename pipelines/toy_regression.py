@@ -106,7 +106,7 @@ def train_eval(root_dir: str,
   tf.random.set_seed(seed)
   np.random.seed(seed)
   net = mlp.MLP(hidden_sizes, output_size=1, activation='tanh',
-                input_dim=dim, name='regressor')
+                input_dim=dim, seed=seed, name='regressor')
   stream = RegressionStream(dim, batch_size, noise, seed)
 
   def mse(params, batch):

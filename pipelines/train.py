@@ -21,7 +21,9 @@ from absl import flags
 from absl import logging
 import gin
 
-__all__ = ['run', 'main', 'run_main']
+from pipelines import experiment
+
+__all__ = ['main', 'run_main']
 
 flags.DEFINE_multi_string('gin_file', [], 'Gin config files to load.')
 flags.DEFINE_multi_string('gin_bindings', [],
@@ -30,12 +32,6 @@ flags.DEFINE_string('root_dir', None,
                     'Run directory: checkpoints, summaries, config, export.')
 
 FLAGS = flags.FLAGS
-
-
-@gin.configurable
-def run(root_dir: str, experiment=gin.REQUIRED):
-  """Runs `experiment(root_dir=root_dir)`; `experiment` is bound by gin."""
-  return experiment(root_dir=root_dir)
 
 
 def _fail(message: str):
@@ -67,7 +63,7 @@ def main(argv):
   except training.RunDirError as e:
     _fail(e)
   try:
-    run(root_dir=FLAGS.root_dir)
+    experiment.run(root_dir=FLAGS.root_dir)
   except ValueError as e:  # Includes RunDirError and bad settings.
     if os.environ.get('BMG_TF_DEBUG'):
       raise

@@ -35,6 +35,10 @@ Interface of every optimizer:
     hyperparameters are cast to each parameter's dtype, so `float32` and
     `float64` parameters both work (and may be mixed).
 
+`init` and `update` have no tensor-dependent Python control flow (all checks
+use static shapes) and are marked `tf.autograph.experimental.do_not_convert`,
+so they work unchanged, and trace quickly, inside `tf.function`.
+
 With the same settings, the update rules equal those of `tf_keras` 2.21's
 `SGD`, `RMSprop` and `Adam` (dense gradients, no weight decay, clipping or
 EMA), including the order of floating-point operations. Deviations:
@@ -44,16 +48,23 @@ EMA), including the order of floating-point operations. Deviations:
   * Square roots of second-moment accumulators use `_safe_sqrt`/
     `_safe_rsqrt`: their values equal `tf.sqrt`/`tf.math.rsqrt` wherever
     those are finite and positive, but their gradients at exactly 0 are 0
-    instead of inf, so a parameter whose gradient is exactly zero (e.g. a dead
-    ReLU unit) does not put NaN into second-order gradients. Where Keras would
-    divide 0 by 0 (only possible with `epsilon=0`) the update is 0, not NaN.
+    instead of inf, so a parameter whose second moment is exactly zero (e.g.
+    a dead ReLU unit, or a float32 gradient below ~1e-23 whose square
+    underflows) does not put inf/NaN into second-order gradients. Where Keras
+    would divide 0 by 0 (only possible with `epsilon=0`) the update is 0, not
+    NaN.
   * Sparse `tf.IndexedSlices` gradients are densified.
+  * For `float64` parameters Keras rounds `learning_rate`, SGD's `momentum`
+    and Adam's `beta_1`/`beta_2` (in `beta^t`) through float32, because it
+    `tf.cast`s Python floats; here they keep full float64 precision. Results
+    are identical for values exactly representable in float32.
 """
 
 from __future__ import absolute_import
 from __future__ import division
 from __future__ import print_function
 
+import collections.abc
 import math
 import numbers
 from typing import (Any, Dict, List, Mapping, NamedTuple, Optional, Sequence,
@@ -173,8 +184,8 @@ def _validate_hparam(name: Text, value: Any, allowed: Tuple[float, float, bool],
 
 def _as_tensor_list(values: Any, arg_name: Text) -> List[Any]:
   """Returns `values` as a Python list; rejects a single tensor."""
-  if isinstance(values, (tf.Tensor, tf.Variable, np.ndarray)) or not isinstance(
-      values, Sequence):
+  if (isinstance(values, (tf.Tensor, tf.Variable, np.ndarray, str)) or
+      not isinstance(values, collections.abc.Sequence)):
     raise TypeError('`{}` must be a list or tuple of tensors, got {}.'.format(
         arg_name, type(values).__name__))
   return list(values)
@@ -242,44 +253,62 @@ def _check_slots(slots: Any, params: TensorList, field: Text) -> None:
               field, i, tf.as_dtype(dtype).name, i, p.dtype.name))
 
 
-def _cast_hparam(value: HParam, param: tf.Tensor, name: Text) -> tf.Tensor:
-  """Returns hyperparameter `value` as a tensor of `param`'s dtype.
+def _check_broadcast(value: tf.Tensor, param: tf.Tensor, name: Text) -> None:
+  """Raises `ValueError` unless `value`'s static shape broadcasts to `param`'s.
 
   Args:
-    value: Python number or tensor (scalar or broadcastable to `param`).
+    value: Hyperparameter tensor.
     param: The parameter tensor the hyperparameter is applied to.
     name: Hyperparameter name, for error messages.
-
-  Returns:
-    A tensor with dtype `param.dtype`.
-
-  Raises:
-    ValueError: If `value`'s static shape does not broadcast to `param`'s.
   """
-  if _is_python_number(value):
-    return tf.constant(value, dtype=param.dtype)
-  value = tf.cast(value, param.dtype)
-  if value.shape.rank:  # Non-scalar with known rank: check broadcasting.
-    try:
-      bshape = tf.broadcast_static_shape(value.shape, param.shape)
-    except ValueError:
-      bshape = None
-    if bshape is None or not bshape.is_compatible_with(param.shape):
-      raise ValueError(
-          'Hyperparameter `{}` has shape {}, which does not broadcast to the '
-          'parameter shape {}.'.format(name, value.shape, param.shape))
-  return value
+  if not value.shape.rank:  # Scalar, or unknown rank.
+    return
+  try:
+    bshape = tf.broadcast_static_shape(value.shape, param.shape)
+  except ValueError:
+    bshape = None
+  if bshape is None or not bshape.is_compatible_with(param.shape):
+    raise ValueError(
+        'Hyperparameter `{}` has shape {}, which does not broadcast to the '
+        'parameter shape {}.'.format(name, value.shape, param.shape))
 
 
-def _one_minus(value: HParam, param: tf.Tensor, name: Text) -> tf.Tensor:
-  """`1 - value` in `param`'s dtype; Python numbers subtract in float64.
+class _CastHParams(object):
+  """Resolved hyperparameters, cast to each parameter's dtype on demand.
 
-  This mirrors Keras, which computes e.g. `1 - beta_1` in Python before it
-  meets a tensor, so defaults give bit-identical results.
+  Casts are computed once per (name, dtype) and reused across parameters.
+  Python numbers become constants; `1 - x` of a Python number is computed in
+  Python (float64) first, as Keras does (e.g. `1 - beta_1`), so defaults give
+  bit-identical results.
   """
-  if _is_python_number(value):
-    return tf.constant(1.0 - float(value), dtype=param.dtype)
-  return 1.0 - _cast_hparam(value, param, name)
+
+  def __init__(self, values: Mapping[Text, HParam]):
+    self._values = values
+    self._cache = {}
+
+  def get(self, name: Text, param: tf.Tensor) -> tf.Tensor:
+    """Hyperparameter `name` as a tensor of `param`'s dtype."""
+    key = (name, param.dtype)
+    if key not in self._cache:
+      value = self._values[name]
+      if _is_python_number(value):
+        self._cache[key] = tf.constant(value, dtype=param.dtype)
+      else:
+        self._cache[key] = tf.cast(value, param.dtype)
+    value = self._cache[key]
+    _check_broadcast(value, param, name)
+    return value
+
+  def one_minus(self, name: Text, param: tf.Tensor) -> tf.Tensor:
+    """`1 - hparams[name]` as a tensor of `param`'s dtype."""
+    key = ('1-' + name, param.dtype)
+    if key not in self._cache:
+      value = self._values[name]
+      if _is_python_number(value):
+        self._cache[key] = tf.constant(1.0 - float(value), dtype=param.dtype)
+      else:
+        self._cache[key] = 1.0 - self.get(name, param)
+    return self._cache[key]
 
 
 def _safe_sqrt(x: tf.Tensor) -> tf.Tensor:
@@ -326,7 +355,8 @@ class Optimizer(object):
 
   Subclasses set `hparam_names` and `_hparam_ranges`, and implement
   `_init(params)`, `_check_state(state, params)` and
-  `_update(grads, state, params, hparams)`.
+  `_update(grads, state, params, hp)`, where `hp.get(name, param)` returns a
+  hyperparameter in `param`'s dtype.
 
   Attributes:
     hparam_names: Names of the float hyperparameters that `update` accepts in
@@ -392,7 +422,7 @@ class Optimizer(object):
     resolved = dict(self._defaults)
     if hparams is None:
       return resolved
-    if not isinstance(hparams, Mapping):
+    if not isinstance(hparams, collections.abc.Mapping):
       raise ValueError('`hparams` must be a mapping or None, got {}.'.format(
           type(hparams).__name__))
     for name, value in hparams.items():
@@ -408,6 +438,7 @@ class Optimizer(object):
       resolved[name] = value
     return resolved
 
+  @tf.autograph.experimental.do_not_convert
   def init(self, params: Sequence[tf.Tensor]) -> Any:
     """Creates the optimizer state for `params`.
 
@@ -421,6 +452,7 @@ class Optimizer(object):
     with tf.name_scope(self._scope('init')):
       return self._init(_check_params(params))
 
+  @tf.autograph.experimental.do_not_convert
   def update(
       self,
       grads: Sequence[Optional[tf.Tensor]],
@@ -454,7 +486,7 @@ class Optimizer(object):
       grads = _check_grads(grads, params)
       self._check_state(state, params)
       resolved = self.resolve_hparams(hparams)
-      return self._update(grads, state, params, resolved)
+      return self._update(grads, state, params, _CastHParams(resolved))
 
   # To be implemented by subclasses.
 
@@ -465,7 +497,7 @@ class Optimizer(object):
     raise NotImplementedError
 
   def _update(self, grads: TensorList, state: Any, params: TensorList,
-              hparams: Dict[Text, HParam]) -> Tuple[TensorList, Any]:
+              hp: '_CastHParams') -> Tuple[TensorList, Any]:
     raise NotImplementedError
 
 
@@ -501,10 +533,10 @@ class SGD(Optimizer):
   def _check_state(self, state, params):
     _check_state_type(state, SGDState)
 
-  def _update(self, grads, state, params, hparams):
+  def _update(self, grads, state, params, hp):
     new_params = []
     for g, p in zip(grads, params):
-      lr = _cast_hparam(hparams['learning_rate'], p, 'learning_rate')
+      lr = hp.get('learning_rate', p)
       new_params.append(p + -g * lr)
     return new_params, SGDState()
 
@@ -554,11 +586,11 @@ class Momentum(Optimizer):
     _check_state_type(state, MomentumState)
     _check_slots(state.velocity, params, 'velocity')
 
-  def _update(self, grads, state, params, hparams):
+  def _update(self, grads, state, params, hp):
     new_params, new_velocity = [], []
     for g, v, p in zip(grads, state.velocity, params):
-      lr = _cast_hparam(hparams['learning_rate'], p, 'learning_rate')
-      momentum = _cast_hparam(hparams['momentum'], p, 'momentum')
+      lr = hp.get('learning_rate', p)
+      momentum = hp.get('momentum', p)
       v = -g * lr + v * momentum
       if self.nesterov:
         p = p + (-g * lr + v * momentum)
@@ -627,7 +659,7 @@ class RMSProp(Optimizer):
     return config
 
   def resolve_hparams(self, hparams=None):
-    if (hparams is not None and isinstance(hparams, Mapping) and
+    if (isinstance(hparams, collections.abc.Mapping) and
         'momentum' in hparams and not self._use_momentum):
       raise ValueError(
           'Hyperparameter `momentum` cannot be overridden: this RMSProp was '
@@ -647,16 +679,16 @@ class RMSProp(Optimizer):
     _check_slots(state.mom, params if self._use_momentum else [], 'mom')
     _check_slots(state.mu, params if self.centered else [], 'mu')
 
-  def _update(self, grads, state, params, hparams):
+  def _update(self, grads, state, params, hp):
     n = len(params)
     moms = state.mom if self._use_momentum else (None,) * n
     mus = state.mu if self.centered else (None,) * n
     new_params, new_nu, new_mom, new_mu = [], [], [], []
     for g, p, nu, mom, mu in zip(grads, params, state.nu, moms, mus):
-      lr = _cast_hparam(hparams['learning_rate'], p, 'learning_rate')
-      rho = _cast_hparam(hparams['rho'], p, 'rho')
-      one_minus_rho = _one_minus(hparams['rho'], p, 'rho')
-      epsilon = _cast_hparam(hparams['epsilon'], p, 'epsilon')
+      lr = hp.get('learning_rate', p)
+      rho = hp.get('rho', p)
+      one_minus_rho = hp.one_minus('rho', p)
+      epsilon = hp.get('epsilon', p)
       nu = rho * nu + one_minus_rho * tf.square(g)
       if self.centered:
         mu = rho * mu + one_minus_rho * g
@@ -666,7 +698,7 @@ class RMSProp(Optimizer):
         denominator = nu + epsilon
       increment = lr * g * _safe_rsqrt(denominator)
       if self._use_momentum:
-        momentum = _cast_hparam(hparams['momentum'], p, 'momentum')
+        momentum = hp.get('momentum', p)
         mom = momentum * mom + increment
         p = p + -mom
         new_mom.append(mom)
@@ -734,16 +766,16 @@ class Adam(Optimizer):
     _check_slots(state.mu, params, 'mu')
     _check_slots(state.nu, params, 'nu')
 
-  def _update(self, grads, state, params, hparams):
+  def _update(self, grads, state, params, hp):
     count = state.count + 1
     new_params, new_mu, new_nu = [], [], []
     for g, p, m, v in zip(grads, params, state.mu, state.nu):
-      lr = _cast_hparam(hparams['learning_rate'], p, 'learning_rate')
-      beta_1 = _cast_hparam(hparams['beta_1'], p, 'beta_1')
-      beta_2 = _cast_hparam(hparams['beta_2'], p, 'beta_2')
-      one_minus_beta_1 = _one_minus(hparams['beta_1'], p, 'beta_1')
-      one_minus_beta_2 = _one_minus(hparams['beta_2'], p, 'beta_2')
-      epsilon = _cast_hparam(hparams['epsilon'], p, 'epsilon')
+      lr = hp.get('learning_rate', p)
+      beta_1 = hp.get('beta_1', p)
+      beta_2 = hp.get('beta_2', p)
+      one_minus_beta_1 = hp.one_minus('beta_1', p)
+      one_minus_beta_2 = hp.one_minus('beta_2', p)
+      epsilon = hp.get('epsilon', p)
       local_step = tf.cast(count, p.dtype)
       beta_1_power = tf.pow(beta_1, local_step)
       beta_2_power = tf.pow(beta_2, local_step)

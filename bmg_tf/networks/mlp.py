@@ -65,6 +65,7 @@ class MLP(tf.keras.layers.Layer):
                activation: Activation = 'relu',
                output_kernel_scale: float = 1.0,
                input_dim: Optional[int] = None,
+               seed: Optional[int] = None,
                dtype=tf.float32,
                name: str = 'mlp'):
     """Creates the MLP.
@@ -76,6 +77,8 @@ class MLP(tf.keras.layers.Layer):
       output_kernel_scale: multiplies the Glorot-uniform initial output
         kernel; 0 gives an output that starts at the bias.
       input_dim: if given, the variables are built at once.
+      seed: initialisation seed (layer i uses seed + i); None for TF's
+        global seeding.
       dtype: float dtype of the variables.
       name: layer name.
 
@@ -95,6 +98,7 @@ class MLP(tf.keras.layers.Layer):
     self._output_size = None if output_size is None else int(output_size)
     self._activation = tf.keras.activations.get(activation)
     self._output_kernel_scale = float(output_kernel_scale)
+    self._seed = seed
     self._weights_list = []
     if input_dim is not None:
       self.build(tf.TensorShape([None, int(input_dim)]))
@@ -114,8 +118,9 @@ class MLP(tf.keras.layers.Layer):
       is_output = self._output_size is not None and i == n_layers - 1
       limit = math.sqrt(6.0 / (fan_in + width))
       scale = self._output_kernel_scale if is_output else 1.0
+      seed = None if self._seed is None else self._seed + i
       init = tf.keras.initializers.RandomUniform(-limit * scale,
-                                                 limit * scale)
+                                                 limit * scale, seed=seed)
       if scale == 0.0:
         init = tf.keras.initializers.Zeros()
       w = self.add_weight(name=f'kernel_{i}', shape=(fan_in, width),
