@@ -5,19 +5,22 @@
 layout, same respawn scheme) entirely in TensorFlow ops, so that it can be
 stepped inside `tf.function`, including `tf.function(jit_compile=True)`.
 
-State lives in `tf.Variable`s (the class is a `tf.Module`), so a
-`tf.train.Checkpoint(env=env)` saves and restores the stream exactly:
+State lives in non-trainable `tf.Variable`s (the class is also a `tf.Module`,
+so `env.variables` lists them and `tf.train.Checkpoint(env=env)` saves and
+restores the stream exactly). Attribute (variable name): contents.
 
-*   `agent`:   int32 `[B, 2]`, agent `(row, col)`;
-*   `objects`: int32 `[B, 2, 2]`, `[blue, red]` `(row, col)`;
-*   `step`:    int64 `[B]`, steps taken since the last reset;
-*   `reward`:  float32 `[B]`, reward of the last step (0 after a reset);
-*   `rng`:     int64 `[2]`, `(key, counter)` of the stateless RNG. Every random
-    draw uses `seed=(key, counter)` with `tf.random.stateless_uniform` and
-    then increments `counter`. Each `step()` makes a fixed number of draws
-    (one for `respawn='collected'`, two for `'all'`), whether or not anything
-    is collected, and each draw has shape `[B]`, so a stream's randomness does
-    not depend on the other streams' actions.
+*   `agent` (`agent`): int32 `[B, 2]`, agent `(row, col)`;
+*   `objects` (`objects`): int32 `[B, 2, 2]`, `[blue, red]` `(row, col)`;
+*   `step_count` (`step`): int64 `[B]`, steps taken since the last reset;
+*   `last_reward` (`reward`): float32 `[B]`, reward of the last step (0 after a
+    reset);
+*   `rng` (`rng`): int64 `[2]`, `(key, counter)` of the stateless RNG. Every
+    random draw uses `seed=(key, counter)` with `tf.random.stateless_uniform`
+    and then increments `counter`. `reset()` makes 3 draws and each `step()`
+    a fixed number (1 for `respawn='collected'`, 2 for `'all'`), whether or
+    not anything is collected. Each draw has shape `[B]`, so a stream's
+    randomness does not depend on the other streams' actions. Eager,
+    `tf.function` and XLA-compiled execution give the same stream.
 
 Time steps: `reset()` returns step_type FIRST for all streams; `step()` always
 returns MID, never LAST (the stream is non-episodic), with discount 1.0.
@@ -46,7 +49,7 @@ class TFTwoColors(tf_environment.TFEnvironment, tf.Module):
 
   def __init__(self, size=5, flip_period=100_000, respawn='collected',
                step_cost=0.0, batch_size=1, seed=None, name='TFTwoColors'):
-    """Creates the environment and resets all streams (uses the RNG once).
+    """Creates the environment and resets all streams (3 RNG draws).
 
     Args:
       size: Int >= 2, grid side length.
@@ -149,7 +152,7 @@ class TFTwoColors(tf_environment.TFEnvironment, tf.Module):
 
   def _cells(self, pos):
     """int32 `[..., 2]` (row, col) -> int32 `[...]` row-major cell index."""
-    return pos[..., 0] * self._size + pos[..., 1]
+    return tf.reduce_sum(pos * tf.constant([self._size, 1], tf.int32), axis=-1)
 
   def _pos(self, cell):
     """int32 `[...]` cell index -> int32 `[..., 2]` (row, col)."""

@@ -2,7 +2,7 @@
 
 import gymnasium
 from gymnasium import spaces
-from gymnasium.wrappers import TimeLimit
+from gymnasium import wrappers
 import numpy as np
 import pytest
 from tf_agents.environments import utils as env_utils
@@ -46,7 +46,7 @@ class _ToyEnv(gymnasium.Env):
 
 def _two_colors(max_steps=20, seed=0):
   return gym_adapter.GymnasiumEnvironment(
-      TimeLimit(two_colors.TwoColors(), max_episode_steps=max_steps),
+      wrappers.TimeLimit(two_colors.TwoColors(), max_episode_steps=max_steps),
       seed=seed)
 
 
@@ -116,7 +116,8 @@ def test_discrete_start_and_box_action_specs():
 def test_unsupported_space_raises(which, space):
   kwargs = {'obs_space': space} if which == 'observation' else {
       'act_space': space}
-  with pytest.raises(ValueError, match=f'{which} space .*{type(space).__name__}'):
+  pattern = f'{which} space .*{type(space).__name__}'
+  with pytest.raises(ValueError, match=pattern):
     gym_adapter.GymnasiumEnvironment(_ToyEnv(**kwargs))
 
 

@@ -15,7 +15,8 @@ from bmg_tf.envs import two_colors
 
 __all__ = []
 
-UP, DOWN, LEFT, RIGHT = 0, 1, 2, 3
+DOWN, RIGHT = 1, 3
+FIRST, MID = int(ts.StepType.FIRST), int(ts.StepType.MID)
 
 
 def _decode(obs, size):
@@ -78,31 +79,33 @@ def test_specs_match_wrapped_gym_version():
 
 def test_step_types_and_current_time_step():
   env = tf_two_colors.TFTwoColors(batch_size=2, seed=0, step_cost=0.5)
-  np.testing.assert_array_equal(env.current_time_step().step_type, [0, 0])
+  np.testing.assert_array_equal(env.current_time_step().step_type,
+                                [FIRST, FIRST])
   first = env.reset()
-  np.testing.assert_array_equal(first.step_type, [0, 0])
+  np.testing.assert_array_equal(first.step_type, [FIRST, FIRST])
   np.testing.assert_array_equal(first.reward, [0.0, 0.0])
   np.testing.assert_array_equal(
       env.current_time_step().observation, first.observation)
-  for _ in range(30):
+  for _ in range(10):
     time_step = env.step(tf.constant([RIGHT, DOWN]))
-    np.testing.assert_array_equal(time_step.step_type, [1, 1])
+    np.testing.assert_array_equal(time_step.step_type, [MID, MID])
     np.testing.assert_array_equal(time_step.discount, [1.0, 1.0])
     current = env.current_time_step()
     tf.nest.map_structure(np.testing.assert_array_equal, current, time_step)
-  np.testing.assert_array_equal(env.get_state()['step'], [30, 30])
+  np.testing.assert_array_equal(env.get_state()['step'], [10, 10])
   reset = env.reset()
-  np.testing.assert_array_equal(reset.step_type, [0, 0])
+  np.testing.assert_array_equal(reset.step_type, [FIRST, FIRST])
   np.testing.assert_array_equal(env.get_state()['step'], [0, 0])
 
 
 def test_observation_matches_state_and_entities_distinct():
-  env = tf_two_colors.TFTwoColors(size=3, respawn='all', batch_size=16,
+  batch = 64
+  env = tf_two_colors.TFTwoColors(size=3, respawn='all', batch_size=batch,
                                   seed=4)
   rng = np.random.default_rng(0)
-  for _ in range(200):
-    obs = env.step(rng.integers(0, 4, size=16)).observation.numpy()
-    assert np.all(obs.reshape(16, 6, 3).sum(-1) == 1.0)
+  for _ in range(25):
+    obs = env.step(rng.integers(0, 4, size=batch)).observation.numpy()
+    assert np.all(obs.reshape(batch, 6, 3).sum(-1) == 1.0)
     state = env.get_state()
     positions = np.concatenate(
         [state['agent'].numpy()[:, None], state['objects'].numpy()], axis=1)
@@ -193,7 +196,7 @@ def test_parity_with_gym_version(respawn, size):
 
 def test_parity_of_long_trajectories_without_collection():
   """Replays gym trajectories in TF with states reset after collections."""
-  size, batch, horizon = 4, 8, 60
+  size, batch, horizon = 4, 8, 40
   rng = np.random.default_rng(3)
   pos, steps = _random_states(rng, batch, size, max_step=10)
   actions = rng.integers(0, 4, size=(horizon, batch))
@@ -277,8 +280,8 @@ def test_respawn_is_uniform_tf(respawn, size, per_cell):
   _check_uniform(outcomes, support)
 
 
-@pytest.mark.parametrize('respawn, size, per_cell', [('collected', 5, 200),
-                                                     ('all', 3, 100)])
+@pytest.mark.parametrize('respawn, size, per_cell', [('collected', 5, 100),
+                                                     ('all', 3, 60)])
 def test_respawn_is_uniform_gym(respawn, size, per_cell):
   support = _categories(respawn, size)
   agent, blue, red = _collect_once_state(size)
@@ -302,12 +305,35 @@ def test_respawn_is_uniform_gym(respawn, size, per_cell):
 
 
 def _run(env, actions):
+  """Steps eagerly; returns observations [T, B, 6N] and rewards [T, B]."""
   observations, rewards = [], []
   for action in actions:
     time_step = env.step(action)
     observations.append(time_step.observation.numpy())
     rewards.append(time_step.reward.numpy())
   return np.stack(observations), np.stack(rewards)
+
+
+def _rollout(env, actions):
+  """Like `_run`, but in one `tf.function` (explicit loop, no autograph)."""
+
+  def loop(actions):
+    horizon = tf.shape(actions)[0]
+
+    def body(t, observations, rewards):
+      time_step = env.step(actions[t])
+      return (t + 1, observations.write(t, time_step.observation),
+              rewards.write(t, time_step.reward))
+
+    _, observations, rewards = tf.while_loop(
+        lambda t, *_: t < horizon, body,
+        (tf.constant(0), tf.TensorArray(tf.float32, size=horizon),
+         tf.TensorArray(tf.float32, size=horizon)))
+    return observations.stack(), rewards.stack()
+
+  observations, rewards = tf.function(loop, autograph=False)(
+      tf.constant(actions, tf.int64))
+  return observations.numpy(), rewards.numpy()
 
 
 @pytest.mark.parametrize('respawn', ['collected', 'all'])
@@ -322,8 +348,8 @@ def test_batch_streams_are_independent(respawn):
                                     batch_size=batch, seed=5)
   env_b = tf_two_colors.TFTwoColors(size=3, respawn=respawn,
                                     batch_size=batch, seed=5)
-  obs_a, rew_a = _run(env_a, actions)
-  obs_b, rew_b = _run(env_b, other_actions)
+  obs_a, rew_a = _rollout(env_a, actions)
+  obs_b, rew_b = _rollout(env_b, other_actions)
   # Stream 0 sees the same actions, so it is unaffected by the others.
   np.testing.assert_array_equal(obs_a[:, 0], obs_b[:, 0])
   np.testing.assert_array_equal(rew_a[:, 0], rew_b[:, 0])
@@ -337,7 +363,7 @@ def test_batch_streams_are_independent(respawn):
   state = env_c.get_state()
   env_c.set_state({k: tf.repeat(state[k][:1], batch, axis=0)
                    for k in ('agent', 'objects', 'step')})
-  obs_c, _ = _run(env_c, np.tile(actions[:, :1], (1, batch)))
+  obs_c, _ = _rollout(env_c, np.tile(actions[:, :1], (1, batch)))
   assert len({obs_c[:, b].tobytes() for b in range(batch)}) == batch
 
 
@@ -346,37 +372,47 @@ def test_batch_streams_are_independent(respawn):
 
 @pytest.mark.parametrize('respawn', ['collected', 'all'])
 def test_jit_compiled_loop_matches_eager(respawn):
-  batch, horizon = 4, 80
+  batch, horizon = 4, 40
   actions = np.random.default_rng(1).integers(0, 4, size=(horizon, batch))
-  eager_env = tf_two_colors.TFTwoColors(size=3, respawn=respawn,
-                                        flip_period=7, step_cost=0.1,
-                                        batch_size=batch, seed=9)
+  params = dict(size=3, respawn=respawn, flip_period=7, step_cost=0.1,
+                batch_size=batch, seed=9)
+  eager_env = tf_two_colors.TFTwoColors(**params)
+  eager_first = eager_env.reset().observation.numpy()
   eager_obs, eager_rew = _run(eager_env, actions)
+  assert np.any(eager_rew > 0) and np.any(eager_rew < -0.5)
 
-  jit_env = tf_two_colors.TFTwoColors(size=3, respawn=respawn, flip_period=7,
-                                      step_cost=0.1, batch_size=batch, seed=9)
+  jit_env = tf_two_colors.TFTwoColors(**params)
 
   @tf.function(jit_compile=True)
-  def run(actions):
+  def reset_and_run(actions):
+    first = jit_env.reset()
     observations = tf.TensorArray(tf.float32, size=horizon)
     rewards = tf.TensorArray(tf.float32, size=horizon)
     for t in tf.range(horizon):
       time_step = jit_env.step(actions[t])
       observations = observations.write(t, time_step.observation)
       rewards = rewards.write(t, time_step.reward)
-    return observations.stack(), rewards.stack(), jit_env.current_time_step()
+    return (first, observations.stack(), rewards.stack(),
+            jit_env.current_time_step())
 
-  jit_obs, jit_rew, current = run(tf.constant(actions, tf.int64))
-  np.testing.assert_array_equal(jit_obs.numpy(), eager_obs)
-  np.testing.assert_array_equal(jit_rew.numpy(), eager_rew)
-  assert np.any(eager_rew > 0) and np.any(eager_rew < 0)
+  first, jit_obs, jit_rew, current = reset_and_run(
+      tf.constant(actions, tf.int64))
+  np.testing.assert_array_equal(first.step_type, np.zeros(batch))
+  np.testing.assert_array_equal(first.observation, eager_first)
+  np.testing.assert_array_equal(jit_obs, eager_obs)
+  np.testing.assert_array_equal(jit_rew, eager_rew)
   np.testing.assert_array_equal(current.observation, eager_obs[-1])
+  np.testing.assert_array_equal(current.step_type, np.ones(batch))
   np.testing.assert_array_equal(jit_env.get_state()['step'],
                                 np.full(batch, horizon))
-
-  reset = tf.function(jit_env.reset, jit_compile=True)()
-  np.testing.assert_array_equal(reset.step_type, np.zeros(batch))
-  np.testing.assert_array_equal(jit_env.get_state()['step'], np.zeros(batch))
+  # Calling the compiled function again continues the RNG stream: a reset
+  # makes 3 draws and each step 1 ('collected') or 2 ('all').
+  rng_before = jit_env.get_state()['rng'].numpy()
+  _, obs_again, _, _ = reset_and_run(tf.constant(actions, tf.int64))
+  draws = 3 + horizon * (1 if respawn == 'collected' else 2)
+  np.testing.assert_array_equal(
+      jit_env.get_state()['rng'].numpy() - rng_before, [0, draws])
+  assert not np.array_equal(obs_again, jit_obs)
 
 
 # --------------------------------------------------------------- checkpoints
@@ -388,12 +424,12 @@ def test_checkpoint_round_trip_restores_stream(tmp_path):
   actions = rng.integers(0, 4, size=(warmup + horizon, batch))
   env = tf_two_colors.TFTwoColors(size=3, respawn='all', batch_size=batch,
                                   seed=11)
-  _run(env, actions[:warmup])
+  _rollout(env, actions[:warmup])
   assert set(v.name.split('/')[-1] for v in env.variables) == {
       'agent:0', 'objects:0', 'step:0', 'reward:0', 'rng:0'}
   saved_obs = env.current_time_step().observation.numpy()
   path = tf.train.Checkpoint(env=env).save(str(tmp_path / 'env'))
-  expected_obs, expected_rew = _run(env, actions[warmup:])
+  expected_obs, expected_rew = _rollout(env, actions[warmup:])
   assert np.any(expected_rew != 0.0)  # Respawns (RNG use) happened.
 
   tf.train.Checkpoint(env=env).restore(path).assert_consumed()
