@@ -26,7 +26,8 @@ RL can collect a rollout with the current policy. Indices:
 | matching states (`match_batch`)   | -     | K+L-1 ('target') or K+L ('fresh') |
 
 So an MG meta-step reads K+1 batches and a BMG meta-step K+L (K+L+1 with a
-fresh matching batch). Each is one sample of data per index; a pipeline that
+fresh matching batch). The L-1 bootstrap steps run in a `tf.while_loop`, where
+`batch_fn` receives `i` as an int32 scalar tensor (a Python int elsewhere). Each is one sample of data per index; a pipeline that
 wants to reuse data caches it in `batch_fn`.
 
 Continuation (`continue_from`). The learner continues from `x_K` ('K') or,
@@ -232,6 +233,34 @@ def _inner_step(objectives, optimizer, params, opt_state, batch,
   return list(new_params), new_state, loss
 
 
+def _bootstrap_steps(objectives, optimizer, params, opt_state, batch_fn,
+                     meta_values, first, count):
+  """`count` inner steps in a `tf.while_loop`, for steps first..first+count-1.
+
+  A loop, not an unrolled sequence, so that the graph (and XLA's compile
+  time) does not grow with L and only one step's buffers are live at a time.
+  `batch_fn` receives the step index as an int32 scalar tensor here.
+
+  Returns:
+    (params, opt_state, mean inner loss or None if count == 0).
+  """
+  if count == 0:
+    return params, opt_state, None
+  dtype = params[0].dtype if params else tf.float32
+
+  def body(i, x, state, loss_sum):
+    x, state, loss = _inner_step(objectives, optimizer, x, state,
+                                 batch_fn(i, x), meta_values)
+    return i + 1, x, state, loss_sum + tf.cast(loss, dtype)
+
+  _, params, opt_state, loss_sum = tf.while_loop(
+      lambda i, *_: i < first + count, body,
+      (tf.constant(first, tf.int32), list(params), opt_state,
+       tf.zeros([], dtype)),
+      maximum_iterations=count)
+  return list(params), opt_state, loss_sum / count
+
+
 def _outer_step(objectives, optimizer, params, opt_state, batch):
   """One step on the outer objective (the target step), no meta terms."""
   with tf.GradientTape(watch_accessed_variables=False) as tape:
@@ -342,12 +371,11 @@ def meta_step(params: Sequence[tf.Tensor],
         # memory does not grow with L, and no gradient can reach the target.
         with meta_tape.stop_recording():
           const_meta = _stop(meta_values)
-          xb, sb = _stop(x_k), _stop(state_k)
-          for i in range(k, k + l - 1):
-            xb, sb, loss = _inner_step(objectives, inner_optimizer, xb, sb,
-                                       batch_fn(i, xb), const_meta)
-            inner_losses.append(loss)
-          x_kl, state_kl = xb, sb
+          x_kl, state_kl, boot_loss = _bootstrap_steps(
+              objectives, inner_optimizer, _stop(x_k), _stop(state_k),
+              batch_fn, const_meta, first=k, count=l - 1)
+          if boot_loss is not None:
+            inner_losses.extend([boot_loss] * (l - 1))
           target_batch = batch_fn(k + l - 1, x_kl)
           if target_opt_state is None:
             target_opt_state = target_optimizer.init(x_kl)
