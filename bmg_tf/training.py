@@ -76,8 +76,10 @@ class Run:
       root_dir: run directory (created; must be writable).
       total_steps: the budget, in `step_unit`s, for the ETA.
       step_unit: what a step is ('env steps', 'meta-steps', ...).
-      checkpoint_every: save every this many steps (and at the end).
-      log_every: write summaries and print progress every this many steps.
+      checkpoint_every: save when the step count crosses a multiple of this
+        (and at the end); steps may advance in chunks.
+      log_every: write summaries and print progress when the step count
+        crosses a multiple of this.
       max_to_keep: checkpoints kept by the CheckpointManager.
       output: where the progress line goes (default stdout).
       **trackables: objects to checkpoint (a learner, an env, a counter...).
@@ -97,6 +99,8 @@ class Run:
     self._last_time = None
     self._last_step = None
     self._last_saved = None
+    self._next_log = self.log_every
+    self._next_save = self.checkpoint_every
     self._config_written = False
 
   def restore(self) -> bool:
@@ -116,6 +120,10 @@ class Run:
     self._config_written = True
     return path
 
+  def should_log(self, step: int) -> bool:
+    """Whether `log(step, ...)` would write (crossed a log multiple)."""
+    return step >= self._next_log or step >= self.total_steps
+
   def log(self, step: int, metrics: Mapping[str, float],
           extra: Optional[str] = None) -> Optional[Dict[str, float]]:
     """Writes summaries and prints progress every `log_every` steps.
@@ -133,8 +141,9 @@ class Run:
     now = time.time()
     if self._last_time is None:
       self._last_time, self._last_step = now, step
-    if step % self.log_every and step != self.total_steps:
+    if not self.should_log(step):
       return None
+    self._next_log = (step // self.log_every + 1) * self.log_every
     values = {k: float(v) for k, v in metrics.items()}
     elapsed = now - self._last_time
     if step > self._last_step and elapsed > 0:
@@ -161,9 +170,10 @@ class Run:
     return values
 
   def maybe_save(self, step: int, force: bool = False) -> Optional[str]:
-    """Saves a checkpoint every `checkpoint_every` steps (or if forced)."""
-    if not force and (step % self.checkpoint_every):
+    """Saves when `step` crossed a multiple of `checkpoint_every`."""
+    if not force and step < self._next_save:
       return None
+    self._next_save = (step // self.checkpoint_every + 1) * self.checkpoint_every
     if self._last_saved == step:
       return None
     self._last_saved = step

@@ -23,6 +23,14 @@ SMOKE_BINDINGS = {
     'toy': ['toy_regression.train_eval.num_meta_steps = 12',
             'toy_regression.train_eval.log_every = 4',
             'toy_regression.train_eval.checkpoint_every = 6'],
+    'two_colors': ['two_colors.train_eval.num_env_steps = 300',
+                   'two_colors.train_eval.k_steps = 2',
+                   'two_colors.train_eval.l_steps = 3',
+                   'two_colors.train_eval.fixed_steps_per_call = 2',
+                   'two_colors.train_eval.hidden_sizes = (32, 32)',
+                   'two_colors.train_eval.jit_compile = False',
+                   'two_colors.train_eval.log_every = 100',
+                   'two_colors.train_eval.checkpoint_every = 150'],
 }
 
 

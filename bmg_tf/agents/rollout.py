@@ -1,0 +1,246 @@
+"""In-graph rollout collection with a TF-Agents driver, for explicit params.
+
+The meta-learner's inner steps run on parameter *tensors* (the K-step unroll
+and the bootstrap loop), so the acting policy must act with those tensors,
+not with the networks' variables. The pieces:
+
+* `FunctionalPolicy`: a TF-Agents `TFPolicy` whose action distribution is
+  `distribution_fn(params, observation)`; `params` are set for the duration
+  of a collection with `policy.acting_with(params)`. Sampling uses stateless
+  seeds drawn from a `tf.random.Generator` held by the policy, so the stream
+  of actions is checkpointable and identical under XLA.
+* `RolloutBuffer`: a TF-Agents observer that writes each step of a
+  `Trajectory` into `[T, B, ...]` variables. TF-Agents' `TFUniformReplayBuffer`
+  uses a `CriticalSection`, which XLA cannot compile; this buffer can.
+* `RolloutCollector`: a `DynamicStepDriver` over a `TFEnvironment`, the policy
+  and the buffer. `collect(params)` runs T env steps and returns a time-major
+  rollout dict.
+
+Rollout dict (time-major, T steps, B streams):
+  'observation': [T, B, ...] the observation each action was taken in;
+  'action':      [T, B] int64;
+  'reward':      [T, B] float32, the reward that followed the action;
+  'discount':    [T, B] float32, the env's discount after the action;
+  'bootstrap_observation': [B, ...] the observation after the last step.
+"""
+
+import contextlib
+from typing import Callable, Dict, Sequence
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+from tf_agents.drivers import dynamic_step_driver
+from tf_agents.environments import tf_environment
+from tf_agents.policies import tf_policy
+from tf_agents.trajectories import policy_step
+from tf_agents.trajectories import trajectory as trajectory_lib
+
+__all__ = [
+    'FunctionalPolicy', 'RolloutBuffer', 'RolloutCollector', 'RewardContext',
+    'RolloutCache'
+]
+
+tfd = tfp.distributions
+
+
+class FunctionalPolicy(tf_policy.TFPolicy):
+  """A TFPolicy that acts with explicit parameter tensors."""
+
+  def __init__(self,
+               time_step_spec,
+               action_spec,
+               distribution_fn: Callable[[Sequence[tf.Tensor], tf.Tensor],
+                                         tfd.Distribution],
+               default_params: Callable[[], Sequence[tf.Tensor]],
+               seed: int = 0,
+               name: str = 'functional_policy'):
+    """Creates the policy.
+
+    Args:
+      time_step_spec: the environment's time-step spec.
+      action_spec: the environment's action spec (a scalar int spec).
+      distribution_fn: `(params, observation [B, ...]) -> distribution` with
+        batch shape [B] and integer events of the action spec's dtype.
+      default_params: `() -> params`, used outside `acting_with` (e.g. the
+        learner's variables).
+      seed: seed of the sampling generator.
+      name: policy name.
+    """
+    super().__init__(time_step_spec, action_spec, name=name)
+    self._distribution_fn = distribution_fn
+    self._default_params = default_params
+    self._params = None
+    self.generator = tf.random.Generator.from_seed(seed)
+
+  @contextlib.contextmanager
+  def acting_with(self, params: Sequence[tf.Tensor]):
+    """Within the block, the policy acts with `params`."""
+    previous, self._params = self._params, list(params)
+    try:
+      yield self
+    finally:
+      self._params = previous
+
+  def _current_params(self):
+    return (self._params if self._params is not None else
+            list(self._default_params()))
+
+  def _distribution(self, time_step, policy_state):
+    dist = self._distribution_fn(self._current_params(),
+                                 time_step.observation)
+    return policy_step.PolicyStep(dist, policy_state, ())
+
+  def _action(self, time_step, policy_state, seed=None):
+    del seed  # The policy's own generator makes the stream checkpointable.
+    dist = self._distribution(time_step, policy_state).action
+    stateless_seed = tf.cast(self.generator.make_seeds(1)[:, 0], tf.int32)
+    action = tf.cast(dist.sample(seed=stateless_seed), self.action_spec.dtype)
+    return policy_step.PolicyStep(action, policy_state, ())
+
+
+class RolloutBuffer(tf.Module):
+  """An XLA-compatible TF-Agents observer holding one rollout."""
+
+  def __init__(self, trajectory_spec, length: int, batch_size: int,
+               name: str = 'rollout_buffer'):
+    """Creates `[length, batch_size, ...]` variables for every field."""
+    super().__init__(name=name)
+    if length <= 0 or batch_size <= 0:
+      raise ValueError(f'length/batch_size: must be positive, got {length}, '
+                       f'{batch_size}.')
+    self.length = int(length)
+    self.batch_size = int(batch_size)
+    self._spec = trajectory_spec
+    self.storage = [
+        tf.Variable(tf.zeros([length, batch_size] + s.shape.as_list(),
+                             s.dtype), trainable=False, name='storage')
+        for s in tf.nest.flatten(trajectory_spec)
+    ]
+    self.index = tf.Variable(0, dtype=tf.int32, trainable=False,
+                             name='index')
+
+  def __call__(self, traj: trajectory_lib.Trajectory):
+    """Writes one batched step `[B, ...]` at the current index."""
+    with tf.name_scope(self.name):
+      i = self.index.read_value()
+      for var, value in zip(self.storage, tf.nest.flatten(traj)):
+        var.scatter_nd_update([[i]], value[None])
+      self.index.assign_add(1)
+
+  def clear(self):
+    self.index.assign(0)
+
+  def read(self) -> trajectory_lib.Trajectory:
+    """Returns the stored `Trajectory`, each field `[T, B, ...]`."""
+    return tf.nest.pack_sequence_as(
+        self._spec, [v.read_value() for v in self.storage])
+
+
+class RolloutCollector(tf.Module):
+  """Collects T-step rollouts from a TFEnvironment with a FunctionalPolicy."""
+
+  def __init__(self,
+               env: tf_environment.TFEnvironment,
+               policy: FunctionalPolicy,
+               rollout_length: int,
+               name: str = 'rollout_collector'):
+    """Creates the driver and the buffer.
+
+    Args:
+      env: a batched `TFEnvironment` (its variables hold the stream).
+      policy: the acting policy.
+      rollout_length: T, env steps per rollout.
+      name: module name.
+    """
+    super().__init__(name=name)
+    self.env = env
+    self.policy = policy
+    self.buffer = RolloutBuffer(policy.trajectory_spec, rollout_length,
+                                env.batch_size)
+    self.driver = dynamic_step_driver.DynamicStepDriver(
+        env, policy, observers=[self.buffer], num_steps=rollout_length *
+        env.batch_size)
+
+  @property
+  def rollout_length(self) -> int:
+    return self.buffer.length
+
+  def rollout_spec(self) -> Dict[str, tf.TensorSpec]:
+    """Shapes and dtypes of the dict `collect` returns."""
+    t, b = self.buffer.length, self.buffer.batch_size
+    obs = self.env.observation_spec()
+    spec = {
+        'observation': tf.TensorSpec([t, b] + obs.shape.as_list(), obs.dtype),
+        'action': tf.TensorSpec([t, b], self.policy.action_spec.dtype),
+        'reward': tf.TensorSpec([t, b], tf.float32),
+        'discount': tf.TensorSpec([t, b], tf.float32),
+        'bootstrap_observation': tf.TensorSpec([b] + obs.shape.as_list(),
+                                               obs.dtype),
+    }
+    return spec
+
+  def collect(self, params: Sequence[tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """Runs T env steps acting with `params`; returns the rollout dict."""
+    with tf.name_scope(self.name):
+      self.buffer.clear()
+      with self.policy.acting_with([tf.stop_gradient(p) for p in params]):
+        time_step, _ = self.driver.run()
+      traj = self.buffer.read()
+      return {
+          'observation': traj.observation,
+          'action': traj.action,
+          'reward': traj.reward,
+          'discount': traj.discount,
+          'bootstrap_observation': time_step.observation,
+      }
+
+
+class RewardContext(tf.Module):
+  """The mean reward of each of the last `window` rollouts: `[window]`.
+
+  The context of contextual meta-parameters (BMG_SPEC section 2.1). Oldest
+  first; starts at zeros.
+  """
+
+  def __init__(self, window: int = 10, name: str = 'reward_context'):
+    super().__init__(name=name)
+    if window <= 0:
+      raise ValueError(f'window: must be positive, got {window}.')
+    self.window = int(window)
+    self.rewards = tf.Variable(tf.zeros([window]), trainable=False,
+                               name='rewards')
+
+  def update(self, rollout: Dict[str, tf.Tensor]):
+    """Appends the rollout's mean reward (over time and streams)."""
+    mean = tf.reduce_mean(tf.cast(rollout['reward'], tf.float32))
+    self.rewards.assign(tf.concat([self.rewards[1:], mean[None]], axis=0))
+
+  def value(self) -> tf.Tensor:
+    return self.rewards.read_value()
+
+
+class RolloutCache(tf.Module):
+  """Keeps the last rollout of a meta-step for the next one's first step.
+
+  The outer (MG) or target (BMG) rollout is collected with the parameters the
+  learner continues from, so it is on-policy for the next meta-step's first
+  inner step. Re-using it means every env step feeds exactly one learner
+  update.
+  """
+
+  def __init__(self, spec: Dict[str, tf.TensorSpec],
+               name: str = 'rollout_cache'):
+    super().__init__(name=name)
+    self._keys = sorted(spec)
+    self.storage = [tf.Variable(tf.zeros(spec[k].shape, spec[k].dtype),
+                                trainable=False, name=k)
+                    for k in self._keys]
+    self.valid = tf.Variable(False, trainable=False, name='valid')
+
+  def write(self, rollout: Dict[str, tf.Tensor]):
+    for var, key in zip(self.storage, self._keys):
+      var.assign(rollout[key])
+    self.valid.assign(True)
+
+  def read(self) -> Dict[str, tf.Tensor]:
+    return {k: v.read_value() for k, v in zip(self._keys, self.storage)}

@@ -1,0 +1,127 @@
+"""SavedModel export of a policy and its meta-parameter network.
+
+`export_policy` writes a SavedModel whose serving signatures need only
+TensorFlow to load (no bmg_tf import):
+
+| signature         | inputs                                   | outputs |
+|-------------------|------------------------------------------|---------|
+| `action`          | `observation` float32 `[B, obs_dim]`     | `action` int64 `[B]` (greedy), `logits` or `q_values` float32 `[B, A]` |
+| `sample_action`   | `observation` float32 `[B, obs_dim]`, `seed` int32 `[2]` | `action` int64 `[B]` sampled from the policy, and the same head |
+| `meta_parameters` | `context` float32 `[B, C]` (or no input) | one float32 `[B]` (or `[]`) tensor per meta-parameter |
+| `metadata`        | none                                     | `train_step` int64, `gin_config` string, `version` string |
+
+`meta_parameters` is present when the run has meta-parameters. Inputs of the
+wrong shape or dtype are rejected by the signature itself, with a
+`ValueError`/`TypeError` that names the input.
+"""
+
+import os
+from typing import Callable, Mapping, Optional, Sequence
+
+import tensorflow as tf
+
+import bmg_tf
+
+__all__ = ['export_policy']
+
+
+class _Exported(tf.Module):
+  """Holds the variables and the serving functions."""
+
+
+def export_policy(export_dir: str,
+                  head_fn: Callable[[tf.Tensor], tf.Tensor],
+                  observation_dim: int,
+                  variables: Sequence[tf.Variable],
+                  head: str = 'logits',
+                  meta_fn: Optional[Callable[..., Mapping[str,
+                                                          tf.Tensor]]] = None,
+                  context_dim: Optional[int] = None,
+                  train_step: int = 0,
+                  gin_config: str = '',
+                  epsilon_fn: Optional[Callable[[], tf.Tensor]] = None) -> str:
+  """Writes the SavedModel.
+
+  Args:
+    export_dir: output directory (overwritten).
+    head_fn: `observation [B, obs_dim] float32 -> [B, A]` logits or Q-values,
+      computed from `variables`.
+    observation_dim: flat observation size.
+    variables: every variable `head_fn` and `meta_fn` read (saved with the
+      model).
+    head: 'logits' (softmax policy) or 'q_values' (epsilon-greedy policy).
+    meta_fn: `(context) -> {name: tensor}`, or `() -> {...}` when
+      `context_dim` is None; None for no `meta_parameters` signature.
+    context_dim: size of the meta-parameters' context, if contextual.
+    train_step: recorded in `metadata`.
+    gin_config: the operative gin config, recorded in `metadata`.
+    epsilon_fn: for 'q_values': `() -> epsilon` used by `sample_action`;
+      None means greedy sampling.
+
+  Returns:
+    `export_dir`.
+
+  Raises:
+    ValueError: on a bad `head` or `observation_dim`.
+  """
+  if head not in ('logits', 'q_values'):
+    raise ValueError(f"head: must be 'logits' or 'q_values', got {head!r}.")
+  if observation_dim <= 0:
+    raise ValueError(f'observation_dim: must be positive, got '
+                     f'{observation_dim}.')
+  module = _Exported()
+  module.saved_variables = list(variables)
+  obs_spec = tf.TensorSpec([None, observation_dim], tf.float32,
+                           name='observation')
+
+  def action(observation):
+    out = head_fn(observation)
+    return {'action': tf.argmax(out, axis=-1, output_type=tf.int64),
+            head: out}
+
+  def sample_action(observation, seed):
+    out = head_fn(observation)
+    if head == 'logits':
+      sampled = tf.random.stateless_categorical(out, 1, seed,
+                                                dtype=tf.int64)[:, 0]
+    else:
+      greedy = tf.argmax(out, axis=-1, output_type=tf.int64)
+      eps = epsilon_fn() if epsilon_fn is not None else tf.constant(0.0)
+      batch = tf.shape(out)[0]
+      seeds = tf.random.experimental.stateless_split(seed, 2)
+      explore = tf.random.stateless_uniform([batch], seeds[0]) < eps
+      uniform = tf.random.stateless_uniform(
+          [batch], seeds[1], maxval=tf.shape(out, out_type=tf.int64)[-1],
+          dtype=tf.int64)
+      sampled = tf.where(explore, uniform, greedy)
+    return {'action': sampled, head: out}
+
+  module.action = tf.function(action, input_signature=[obs_spec])
+  module.sample_action = tf.function(
+      sample_action,
+      input_signature=[obs_spec, tf.TensorSpec([2], tf.int32, name='seed')])
+  signatures = {
+      'action': module.action.get_concrete_function(),
+      'sample_action': module.sample_action.get_concrete_function(),
+  }
+  if meta_fn is not None:
+    if context_dim is not None:
+      module.meta_parameters = tf.function(
+          lambda context: dict(meta_fn(context)),
+          input_signature=[tf.TensorSpec([None, context_dim], tf.float32,
+                                         name='context')])
+    else:
+      module.meta_parameters = tf.function(lambda: dict(meta_fn()),
+                                           input_signature=[])
+    signatures['meta_parameters'] = (
+        module.meta_parameters.get_concrete_function())
+  step = tf.constant(int(train_step), tf.int64)
+  config = tf.constant(gin_config)
+  version = tf.constant(bmg_tf.__version__)
+  module.metadata = tf.function(
+      lambda: {'train_step': step, 'gin_config': config, 'version': version},
+      input_signature=[])
+  signatures['metadata'] = module.metadata.get_concrete_function()
+  os.makedirs(export_dir, exist_ok=True)
+  tf.saved_model.save(module, export_dir, signatures=signatures)
+  return export_dir

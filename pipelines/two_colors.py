@@ -1,0 +1,292 @@
+"""Two-colours actor-critic with a fixed, MG- or BMG-learned entropy weight.
+
+BMG_SPEC section 2.1. One gin-configurable `train_eval` wires:
+
+  TFTwoColors (in-graph, one stream) -> TF-Agents DynamicStepDriver with a
+  FunctionalPolicy -> RolloutBuffer (16 steps) -> batch_fn of the
+  MetaLearner, whose compiled step (optionally XLA) runs all K (+L) rollouts
+  and updates of one meta-step.
+
+Sample cost per meta-step (each env step feeds exactly one learner update,
+because the last rollout of a meta-step is re-used as the first of the next,
+see `RolloutCache`):
+  fixed: `fixed_steps_per_call` rollouts; MG: K; BMG: K+L-1 with
+  `continue_from='K+L-1'`, K with 'K' (then the L-1 bootstrap rollouts only
+  build the target).
+
+The budget `num_env_steps` is checked between meta-steps, so a run may
+overshoot it by less than one meta-step.
+"""
+
+import os
+
+os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+
+import math  # pylint: disable=g-import-not-at-top,g-bad-import-order
+from typing import Mapping, Optional, Sequence
+
+import gin
+import tensorflow as tf
+
+from bmg_tf import export as export_lib
+from bmg_tf import training
+from bmg_tf.agents import actor_critic
+from bmg_tf.agents import rollout as rollout_lib
+from bmg_tf.core import bootstrap
+from bmg_tf.core import meta_learner as meta_learner_lib
+from bmg_tf.core import meta_params
+from bmg_tf.core import optimizers
+from bmg_tf.envs import tf_two_colors
+
+__all__ = ['ENVS', 'make_env', 'train_eval']
+
+ENVS = {'TwoColors': tf_two_colors.TFTwoColors}
+
+
+def make_env(env_name: str, **kwargs):
+  """Builds an in-graph env by name; unknown names raise a ValueError."""
+  if env_name not in ENVS:
+    raise ValueError(f'env_name: unknown environment {env_name!r}; known: '
+                     f'{sorted(ENVS)}.')
+  return ENVS[env_name](**kwargs)
+
+
+class RunStats(tf.Module):
+  """Env-step and reward counters, updated in-graph by every collection."""
+
+  def __init__(self):
+    super().__init__(name='run_stats')
+    self.env_steps = tf.Variable(0, dtype=tf.int64, trainable=False)
+    self.total_reward = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+    self.entropy_sum = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+    self.rollouts = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+  def update(self, rollout, entropy):
+    reward = rollout['reward']
+    self.env_steps.assign_add(tf.cast(tf.size(reward), tf.int64))
+    self.total_reward.assign_add(tf.reduce_sum(tf.cast(reward, tf.float64)))
+    self.entropy_sum.assign_add(tf.cast(entropy, tf.float64))
+    self.rollouts.assign_add(1)
+
+
+@gin.configurable
+def train_eval(root_dir: str,
+               env_name: str = 'TwoColors',
+               method: str = 'bmg',
+               num_env_steps: int = 10_000_000,
+               rollout_length: int = 16,
+               k_steps: int = 7,
+               l_steps: int = 9,
+               continue_from: str = 'K+L-1',
+               matching: Optional[Mapping[str, float]] = None,
+               reduction: str = 'sum',
+               fixed_steps_per_call: int = 8,
+               inner_learning_rate: float = 0.1,
+               target_optimizer: str = 'sgd',
+               target_learning_rate: float = 0.1,
+               meta_learning_rate: float = 1e-4,
+               meta_epsilon: float = 1e-4,
+               meta_clip_global_norm: Optional[float] = None,
+               entropy_weight: float = 0.3,
+               contextual: bool = True,
+               context_window: int = 10,
+               meta_hidden_sizes: Sequence[int] = (32,),
+               outer_entropy_weight: float = 0.0,
+               hidden_sizes: Sequence[int] = (256, 256),
+               gamma: float = 0.99,
+               value_coef: float = 1.0,
+               return_steps: str = 'n_step',
+               flip_period: int = 100_000,
+               respawn: str = 'collected',
+               step_cost: float = 0.0,
+               seed: int = 0,
+               jit_compile: bool = True,
+               log_every: int = 50_000,
+               checkpoint_every: int = 500_000,
+               export: bool = True):
+  """Trains the two-colours actor-critic; returns its summary figures.
+
+  Args:
+    root_dir: run directory: checkpoints, summaries, operative config and
+      `export/`. Re-running resumes from it.
+    env_name: 'TwoColors'.
+    method: 'fixed', 'mg' or 'bmg'.
+    num_env_steps: budget in env steps.
+    rollout_length: env steps per rollout (one inner update each).
+    k_steps: K, inner updates differentiated through (MG and BMG).
+    l_steps: L, BMG's bootstrap length (L-1 inner steps + 1 target step).
+    continue_from: BMG's continuation, 'K' or 'K+L-1'.
+    matching: BMG's matching weights; default `{'policy_kl': 1.0}`.
+    reduction: 'sum' or 'mean' over the matching rollout's states. 'sum'
+      (the public PyTorch port's choice) scales the meta-gradient by T.
+    fixed_steps_per_call: inner updates per compiled call for 'fixed'.
+    inner_learning_rate: the inner SGD step size.
+    target_optimizer: BMG's target-step optimizer: 'sgd', 'rmsprop', ...
+    target_learning_rate: its step size.
+    meta_learning_rate: Adam step size of the meta-optimizer.
+    meta_epsilon: Adam epsilon of the meta-optimizer.
+    meta_clip_global_norm: optional meta-gradient clipping.
+    entropy_weight: the fixed weight ('fixed'), or the initial value of the
+      learned one.
+    contextual: learn the weight as sigmoid(MLP(last `context_window`
+      rollout mean rewards)); else as a single sigmoid logit.
+    context_window: rollouts in the reward context.
+    meta_hidden_sizes: hidden widths of the contextual MLP.
+    outer_entropy_weight: fixed entropy bonus in the outer objective (MG's
+      meta-loss and BMG's target step).
+    hidden_sizes: hidden widths of the policy and value MLPs.
+    gamma: discount factor.
+    value_coef: weight of the value loss in the inner loss.
+    return_steps: 'n_step' or '1_step' returns.
+    flip_period: env steps between reward flips.
+    respawn: 'collected' or 'all'.
+    step_cost: reward subtracted every step.
+    seed: seed of the networks, env stream and action sampling.
+    jit_compile: compile the meta-step with XLA.
+    log_every: env steps between progress lines and summaries.
+    checkpoint_every: env steps between checkpoints.
+    export: write the SavedModel to `root_dir/export` at the end.
+
+  Returns:
+    dict: 'env_steps', 'reward_per_step' (whole run), 'entropy_weight'
+    (final), 'history' (one row per log: env_steps, reward_per_step over the
+    window, entropy_weight, policy_entropy).
+
+  Raises:
+    ValueError: naming the argument, on bad settings.
+  """
+  if method not in bootstrap.METHODS:
+    raise ValueError(f'method: must be one of {bootstrap.METHODS}, got '
+                     f'{method!r}.')
+  if num_env_steps <= 0 or rollout_length <= 0:
+    raise ValueError('num_env_steps/rollout_length: must be positive.')
+  env = make_env(env_name, flip_period=flip_period, respawn=respawn,
+                 step_cost=step_cost, batch_size=1, seed=seed)
+  obs_dim = env.observation_spec().shape[-1]
+  num_actions = int(env.action_spec().maximum) + 1
+  agent = actor_critic.ActorCritic(
+      obs_dim, num_actions, hidden_sizes=hidden_sizes, gamma=gamma,
+      value_coef=value_coef, outer_entropy_weight=outer_entropy_weight,
+      return_steps=return_steps, seed=seed)
+  policy = rollout_lib.FunctionalPolicy(
+      env.time_step_spec(), env.action_spec(), agent.distribution,
+      lambda: agent.params, seed=seed + 1)
+  collector = rollout_lib.RolloutCollector(env, policy, rollout_length)
+  context = rollout_lib.RewardContext(context_window)
+  stats = RunStats()
+  cache = rollout_lib.RolloutCache(collector.rollout_spec())
+
+  if method == 'fixed':
+    meta = meta_params.MetaParameters({'entropy_weight': entropy_weight})
+    config = bootstrap.BootstrapConfig(method='fixed',
+                                       k_steps=fixed_steps_per_call)
+  else:
+    if contextual:
+      meta = meta_params.MetaParameters({}, contextual=(
+          meta_params.ContextualMetaParameters(
+              context_window, {'entropy_weight': entropy_weight},
+              hidden_sizes=meta_hidden_sizes)))
+    else:
+      meta = meta_params.MetaParameters({
+          'entropy_weight': meta_params.MetaParameter(
+              entropy_weight, 'sigmoid', name='entropy_weight')})
+    if method == 'mg':
+      config = bootstrap.BootstrapConfig(method='mg', k_steps=k_steps)
+    else:
+      config = bootstrap.BootstrapConfig(
+          method='bmg', k_steps=k_steps, l_steps=l_steps,
+          matching=dict(matching or {'policy_kl': 1.0}), reduction=reduction,
+          continue_from=continue_from)
+  last_index = config.batches_per_step - 1
+  reuse = method != 'fixed'
+
+  def collect(params):
+    rollout = collector.collect(params)
+    entropy = tf.reduce_mean(
+        agent.distribution(params, rollout['observation']).entropy())
+    context.update(rollout)
+    stats.update(rollout, entropy)
+    return rollout
+
+  def batch_fn(i, params):
+    if reuse:
+      first = tf.equal(i, 0) if tf.is_tensor(i) else tf.constant(i == 0)
+      rollout = tf.cond(tf.logical_and(cache.valid, first), cache.read,
+                        lambda: collect(params))
+      if isinstance(i, int) and i == last_index:
+        cache.write(rollout)
+      return rollout
+    return collect(params)
+
+  learner = meta_learner_lib.MetaLearner(
+      agent.params, meta, agent.objectives(), config,
+      inner_optimizer=optimizers.SGD(learning_rate=inner_learning_rate),
+      target_optimizer=(optimizers.get(target_optimizer,
+                                       learning_rate=target_learning_rate)
+                        if method == 'bmg' else None),
+      meta_optimizer=meta_params.MetaOptimizer(
+          learning_rate=meta_learning_rate, epsilon=meta_epsilon,
+          clip_global_norm=meta_clip_global_norm),
+      batch_fn=batch_fn,
+      jit_compile=jit_compile)
+  run = training.Run(root_dir, num_env_steps, step_unit='env steps',
+                     log_every=log_every, checkpoint_every=checkpoint_every,
+                     learner=learner, env=env, policy_rng=policy.generator,
+                     context=context, stats=stats, cache=cache)
+  run.restore()
+
+  def entropy_weight_now():
+    return float(meta(context.value())['entropy_weight'])
+
+  history = []
+  last = {'steps': int(stats.env_steps), 'reward': float(stats.total_reward),
+          'entropy': float(stats.entropy_sum),
+          'rollouts': int(stats.rollouts)}
+  step = last['steps']
+  while step < num_env_steps:
+    metrics = learner.step(context=context.value())
+    step = int(stats.env_steps)
+    if run.should_log(step):
+      reward, ent = float(stats.total_reward), float(stats.entropy_sum)
+      rollouts = int(stats.rollouts)
+      window = {
+          'reward_per_step': (reward - last['reward']) /
+                             max(1, step - last['steps']),
+          'policy_entropy': (ent - last['entropy']) /
+                            max(1, rollouts - last['rollouts']),
+          'entropy_weight': entropy_weight_now(),
+      }
+      last = {'steps': step, 'reward': reward, 'entropy': ent,
+              'rollouts': rollouts}
+      values = run.log(step, {**{k: v for k, v in metrics.items()},
+                              **window})
+      if values is not None:
+        history.append({'env_steps': step, **window})
+    run.maybe_save(step)
+  run.finish(step)
+  total_reward = float(stats.total_reward)
+  result = {
+      'env_steps': step,
+      'reward_per_step': total_reward / max(1, step),
+      'entropy_weight': entropy_weight_now(),
+      'history': history,
+  }
+  if export:
+    has_meta = method != 'fixed'
+    export_lib.export_policy(
+        os.path.join(run.root_dir, 'export'),
+        head_fn=lambda obs: agent.logits(agent.params, obs),
+        observation_dim=obs_dim,
+        variables=agent.params + list(meta.variables),
+        head='logits',
+        meta_fn=(lambda ctx: meta(ctx)) if has_meta and contextual else (
+            (lambda: meta()) if has_meta else None),
+        context_dim=context_window if has_meta and contextual else None,
+        train_step=int(learner.train_step_counter),
+        gin_config=gin.operative_config_str())
+  print(f'{method.upper()}: {step} env steps, reward/step '
+        f'{result["reward_per_step"]:.4f}, entropy weight '
+        f'{result["entropy_weight"]:.4f}', flush=True)
+  if not math.isfinite(result['reward_per_step']):
+    raise ValueError('training diverged: non-finite reward per step.')
+  return result
