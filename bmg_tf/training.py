@@ -69,6 +69,7 @@ class Run:
                log_every: int = 100,
                max_to_keep: int = 3,
                output=None,
+               step_fn=None,
                **trackables):
     """Creates the run.
 
@@ -82,6 +83,8 @@ class Run:
         crosses a multiple of this.
       max_to_keep: checkpoints kept by the CheckpointManager.
       output: where the progress line goes (default stdout).
+      step_fn: `() -> int`, the current step count; read after a restore so
+        that logging and saving continue on the same schedule.
       **trackables: objects to checkpoint (a learner, an env, a counter...).
     """
     self.root_dir = prepare_root_dir(root_dir)
@@ -99,9 +102,14 @@ class Run:
     self._last_time = None
     self._last_step = None
     self._last_saved = None
-    self._next_log = self.log_every
-    self._next_save = self.checkpoint_every
+    self._step_fn = step_fn
+    self._schedule_from(0)
     self._config_written = False
+
+  def _schedule_from(self, step: int):
+    self._next_log = (step // self.log_every + 1) * self.log_every
+    self._next_save = (step // self.checkpoint_every + 1) * (
+        self.checkpoint_every)
 
   def restore(self) -> bool:
     """Restores the latest checkpoint, if any. Returns True if restored."""
@@ -109,6 +117,8 @@ class Run:
     if latest is None:
       return False
     self.checkpoint.restore(latest).assert_existing_objects_matched()
+    if self._step_fn is not None:
+      self._schedule_from(int(self._step_fn()))
     print(f'Restored {latest}', file=self._stream, flush=True)
     return True
 
@@ -173,7 +183,8 @@ class Run:
     """Saves when `step` crossed a multiple of `checkpoint_every`."""
     if not force and step < self._next_save:
       return None
-    self._next_save = (step // self.checkpoint_every + 1) * self.checkpoint_every
+    self._next_save = (step // self.checkpoint_every + 1) * (
+        self.checkpoint_every)
     if self._last_saved == step:
       return None
     self._last_saved = step

@@ -134,6 +134,7 @@ def train_eval(root_dir: str,
       jit_compile=jit_compile)
   run = training.Run(root_dir, num_meta_steps, step_unit='meta-steps',
                      log_every=log_every, checkpoint_every=checkpoint_every,
+                     step_fn=lambda: int(learner.train_step_counter),
                      learner=learner, stream=stream)
   run.restore()
   initial_lr = float(meta()['learning_rate'])

@@ -160,6 +160,7 @@ def train_eval(root_dir: str,
                      f'{method!r}.')
   if num_env_steps <= 0 or rollout_length <= 0:
     raise ValueError('num_env_steps/rollout_length: must be positive.')
+  tf.random.set_seed(seed)
   env = make_env(env_name, flip_period=flip_period, respawn=respawn,
                  step_cost=step_cost, batch_size=1, seed=seed)
   obs_dim = env.observation_spec().shape[-1]
@@ -185,7 +186,7 @@ def train_eval(root_dir: str,
       meta = meta_params.MetaParameters({}, contextual=(
           meta_params.ContextualMetaParameters(
               context_window, {'entropy_weight': entropy_weight},
-              hidden_sizes=meta_hidden_sizes)))
+              hidden_sizes=meta_hidden_sizes, seed=seed + 2000)))
     else:
       meta = meta_params.MetaParameters({
           'entropy_weight': meta_params.MetaParameter(
@@ -231,6 +232,7 @@ def train_eval(root_dir: str,
       jit_compile=jit_compile)
   run = training.Run(root_dir, num_env_steps, step_unit='env steps',
                      log_every=log_every, checkpoint_every=checkpoint_every,
+                     step_fn=lambda: int(stats.env_steps),
                      learner=learner, env=env, policy_rng=policy.generator,
                      context=context, stats=stats, cache=cache)
   run.restore()

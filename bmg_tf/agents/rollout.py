@@ -8,7 +8,8 @@ not with the networks' variables. The pieces:
   `distribution_fn(params, observation)`; `params` are set for the duration
   of a collection with `policy.acting_with(params)`. Sampling uses stateless
   seeds drawn from a `tf.random.Generator` held by the policy, so the stream
-  of actions is checkpointable and identical under XLA.
+  of actions is checkpointable, and for Categorical policies (Gumbel-max on
+  stateless uniforms) identical with and without XLA.
 * `RolloutBuffer`: a TF-Agents observer that writes each step of a
   `Trajectory` into `[T, B, ...]` variables. TF-Agents' `TFUniformReplayBuffer`
   uses a `CriticalSection`, which XLA cannot compile; this buffer can.
@@ -93,8 +94,23 @@ class FunctionalPolicy(tf_policy.TFPolicy):
   def _action(self, time_step, policy_state, seed=None):
     del seed  # The policy's own generator makes the stream checkpointable.
     dist = self._distribution(time_step, policy_state).action
-    stateless_seed = tf.cast(self.generator.make_seeds(1)[:, 0], tf.int32)
-    action = tf.cast(dist.sample(seed=stateless_seed), self.action_spec.dtype)
+    # Two 31-bit seed words: XLA and CPU disagree on stateless draws from
+    # seeds beyond 31 bits.
+    seed = tf.bitwise.bitwise_and(self.generator.make_seeds(2)[0],
+                                  tf.constant(0x7FFFFFFF, tf.int64))
+    if isinstance(dist, tfd.Categorical):
+      # Gumbel-max on integer stateless uniforms. Float stateless uniforms
+      # and stateless_categorical draw differently on CPU and under XLA;
+      # integer draws agree, so the same actions come out with or without
+      # jit_compile.
+      logits = dist.logits_parameter()
+      bits = tf.random.stateless_uniform(tf.shape(logits), seed, minval=1,
+                                         maxval=2**24, dtype=tf.int32)
+      u = tf.cast(bits, logits.dtype) / 2.0**24  # In (0, 1).
+      action = tf.argmax(logits - tf.math.log(-tf.math.log(u)), axis=-1)
+    else:
+      action = dist.sample(seed=tf.cast(seed, tf.int32))
+    action = tf.cast(action, self.action_spec.dtype)
     return policy_step.PolicyStep(action, policy_state, ())
 
 

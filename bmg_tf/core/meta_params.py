@@ -122,6 +122,7 @@ class ContextualMetaParameters(tf.Module):
                init_values: Mapping[str, float],
                transforms: Optional[Mapping[str, str]] = None,
                hidden_sizes: Sequence[int] = (32,),
+               seed: Optional[int] = None,
                dtype=tf.float32,
                name: str = 'contextual_meta_parameters'):
     """Creates the network.
@@ -131,6 +132,7 @@ class ContextualMetaParameters(tf.Module):
       init_values: name -> initial value of each output (at any context).
       transforms: name -> transform; default 'sigmoid' for every name.
       hidden_sizes: hidden widths of the MLP (ReLU).
+      seed: initialisation seed of the hidden layers.
       dtype: float dtype.
       name: module name.
 
@@ -159,8 +161,8 @@ class ContextualMetaParameters(tf.Module):
     with self.name_scope:
       self.net = mlp_lib.MLP(hidden_sizes, output_size=len(self._names),
                              output_kernel_scale=0.0,
-                             input_dim=self._context_dim, dtype=dtype,
-                             name='net')
+                             input_dim=self._context_dim, seed=seed,
+                             dtype=dtype, name='net')
       # Output bias = inverse transform of the initial values: with a zero
       # output kernel, every output starts exactly at its initial value.
       self.net.params[-1].assign(tf.constant(raw, dtype=dtype))

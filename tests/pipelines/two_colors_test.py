@@ -1,0 +1,210 @@
+"""End-to-end tests of the two-colours pipeline: resume after SIGKILL, export.
+
+The runs are tiny (small networks, no XLA) so that tracing dominates, not
+training.
+"""
+
+import os
+
+os.environ['TF_USE_LEGACY_KERAS'] = '1'
+
+import json  # pylint: disable=g-import-not-at-top
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+BMG_GIN = os.path.join(REPO, 'gin', 'two_colors', 'ac_bmg.gin')
+SMALL = [
+    'two_colors.train_eval.k_steps = 2',
+    'two_colors.train_eval.l_steps = 3',
+    'two_colors.train_eval.hidden_sizes = (16, 16)',
+    'two_colors.train_eval.meta_hidden_sizes = (8,)',
+    'two_colors.train_eval.meta_learning_rate = 0.01',
+    'two_colors.train_eval.jit_compile = False',
+    'two_colors.train_eval.log_every = 256',
+    'two_colors.train_eval.checkpoint_every = 256',
+]
+ENV = {**os.environ, 'TF_USE_LEGACY_KERAS': '1', 'TF_CPP_MIN_LOG_LEVEL': '2'}
+
+
+def _cmd(root_dir, steps, *extra):
+  args = [sys.executable, '-m', 'pipelines.train', f'--gin_file={BMG_GIN}',
+          f'--root_dir={root_dir}']
+  for binding in SMALL + [f'two_colors.train_eval.num_env_steps = {steps}',
+                          *extra]:
+    args.append(f'--gin_bindings={binding}')
+  return args
+
+
+def _run(root_dir, steps, *extra):
+  proc = subprocess.run(_cmd(root_dir, steps, *extra), cwd=REPO, env=ENV,
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc
+
+
+def _checkpoint_values(root_dir):
+  reader = tf.train.load_checkpoint(os.path.join(root_dir, 'checkpoints'))
+  return {name: reader.get_tensor(name)
+          for name in reader.get_variable_to_shape_map()
+          if not name.startswith('_CHECKPOINTABLE')}
+
+
+def _latest_number(root_dir):
+  latest = tf.train.latest_checkpoint(os.path.join(root_dir, 'checkpoints'))
+  return None if latest is None else int(latest.rsplit('-', 1)[1])
+
+
+BUDGET = 2048
+
+# Both tests below share one uninterrupted run; keep them on one worker.
+pytestmark = pytest.mark.xdist_group('two_colors_pipeline')
+
+
+@pytest.fixture(scope='module')
+def whole_run(tmp_path_factory):
+  root = tmp_path_factory.mktemp('whole') / 'run'
+  _run(root, BUDGET)
+  return root
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path,
+                                                           whole_run):
+  budget = BUDGET
+  whole, killed = whole_run, tmp_path / 'killed'
+
+  proc = subprocess.Popen(
+      _cmd(killed, budget, 'two_colors.train_eval.export = False'), cwd=REPO,
+      env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 300
+  try:
+    while time.time() < deadline:
+      number = _latest_number(killed)
+      if number is not None and number >= 512:
+        break
+      if proc.poll() is not None:
+        pytest.fail('the run ended before it could be killed')
+      time.sleep(0.05)
+    else:
+      pytest.fail('no checkpoint within 300 s')
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  at_kill = _latest_number(killed)
+  assert at_kill is not None and at_kill < budget
+  before = _checkpoint_values(killed)
+  assert int(before['stats/env_steps/.ATTRIBUTES/VARIABLE_VALUE']) == at_kill
+
+  resumed = _run(killed, budget, 'two_colors.train_eval.export = False')
+  assert f'ckpt-{at_kill}' in resumed.stdout, resumed.stdout[-2000:]
+  # The restarted run continued from the checkpoint: it ends exactly where
+  # the uninterrupted run ends, variable for variable.
+  got, want = _checkpoint_values(killed), _checkpoint_values(whole)
+  # The restarted run saved once more than the uninterrupted one.
+  del got['save_counter/.ATTRIBUTES/VARIABLE_VALUE']
+  del want['save_counter/.ATTRIBUTES/VARIABLE_VALUE']
+  assert got.keys() == want.keys()
+  for name in want:
+    np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+  assert int(got['stats/env_steps/.ATTRIBUTES/VARIABLE_VALUE']) >= budget
+
+
+_FRESH = textwrap.dedent('''
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    m = tf.saved_model.load(sys.argv[1])
+    obs = tf.constant(np.load(sys.argv[2]))
+    ctx = tf.constant(np.load(sys.argv[3]))
+    out = {
+        'logits': m.signatures['action'](observation=obs)['logits'].numpy(),
+        'action': m.signatures['action'](observation=obs)['action'].numpy(),
+        'sampled': m.signatures['sample_action'](
+            observation=obs, seed=tf.constant([1, 2]))['action'].numpy(),
+        'entropy_weight': m.signatures['meta_parameters'](
+            context=ctx)['entropy_weight'].numpy(),
+    }
+    meta = m.signatures['metadata']()
+    out['train_step'] = int(meta['train_step'])
+    out['gin'] = meta['gin_config'].numpy().decode()
+    errors = []
+    for bad in (tf.zeros([2, 7]), tf.zeros([2, 30], tf.int32)):
+      try:
+        m.signatures['action'](observation=bad)
+        errors.append('accepted')
+      except (ValueError, TypeError, tf.errors.InvalidArgumentError) as e:
+        errors.append(type(e).__name__)
+    out['errors'] = errors
+    out['modules'] = sorted(k for k in sys.modules if k.startswith('bmg_tf'))
+    print(json.dumps({k: (v.tolist() if hasattr(v, 'tolist') else v)
+                      for k, v in out.items()}))
+''')
+
+
+def _mlp(params, x, n_layers):
+  for i in range(n_layers):
+    x = x @ params[2 * i] + params[2 * i + 1]
+    if i < n_layers - 1:
+      x = np.maximum(x, 0)
+  return x
+
+
+def test_export_loads_in_a_fresh_process_without_bmg_tf(tmp_path,
+                                                       whole_run):
+  root = whole_run
+  ckpt = _checkpoint_values(root)
+  lp = 'learner/learner_params/{}/.ATTRIBUTES/VARIABLE_VALUE'
+  policy = [ckpt[lp.format(i)] for i in range(6)]
+  mp = 'learner/meta_parameters/contextual/net/{}/.ATTRIBUTES/VARIABLE_VALUE'
+  meta = [ckpt[mp.format(n)] for n in ('kernel_0', 'bias_0', 'kernel_1',
+                                       'bias_1')]
+  rng = np.random.RandomState(0)
+  obs = np.zeros([5, 30], np.float32)
+  for row in obs:  # Valid one-hot observations.
+    for block in range(6):
+      row[5 * block + rng.randint(5)] = 1.0
+  ctx = rng.uniform(-1, 1, size=[3, 10]).astype(np.float32)
+  np.save(tmp_path / 'obs.npy', obs)
+  np.save(tmp_path / 'ctx.npy', ctx)
+  script = tmp_path / 'fresh.py'
+  script.write_text(_FRESH)
+  proc = subprocess.run(
+      [sys.executable, str(script), str(root / 'export'),
+       str(tmp_path / 'obs.npy'), str(tmp_path / 'ctx.npy')],
+      env=ENV, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert out['modules'] == []  # bmg_tf was never imported.
+  # Same action probabilities as the trained policy's variables give.
+  want_logits = _mlp(policy, obs, 3)
+  np.testing.assert_allclose(out['logits'], want_logits, rtol=1e-4,
+                             atol=1e-5)
+  np.testing.assert_array_equal(out['action'], want_logits.argmax(-1))
+  assert all(0 <= a < 4 for a in out['sampled'])
+  want_ew = 1 / (1 + np.exp(-_mlp(meta, ctx, 2)[:, 0]))
+  np.testing.assert_allclose(out['entropy_weight'], want_ew, rtol=1e-5)
+  assert out['train_step'] == int(
+      ckpt['learner/train_step_counter/.ATTRIBUTES/VARIABLE_VALUE'])
+  assert 'two_colors.train_eval' in out['gin']
+  # Wrong shape and wrong dtype are both refused by the signature.
+  assert 'accepted' not in out['errors'], out['errors']
+  assert (root / 'operative_config.gin').exists()
+
+
+def test_unknown_env_name_is_one_line(tmp_path):
+  proc = subprocess.run(
+      _cmd(tmp_path, 64, "two_colors.train_eval.env_name = 'ThreeColors'"),
+      cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+  assert proc.returncode != 0
+  lines = [l for l in proc.stderr.splitlines() if 'bmg-train: error' in l]
+  assert len(lines) == 1 and 'ThreeColors' in lines[0], proc.stderr[-2000:]
+  assert 'Traceback' not in proc.stderr
