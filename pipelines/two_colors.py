@@ -22,7 +22,8 @@ import os
 
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 
-import math  # pylint: disable=g-import-not-at-top,g-bad-import-order
+import json  # pylint: disable=g-import-not-at-top,g-bad-import-order
+import math
 from typing import Mapping, Optional, Sequence
 
 import gin
@@ -150,7 +151,10 @@ def train_eval(root_dir: str,
   Returns:
     dict: 'env_steps', 'reward_per_step' (whole run), 'entropy_weight'
     (final), 'history' (one row per log: env_steps, reward_per_step over the
-    window, entropy_weight, policy_entropy).
+    window, entropy_weight, policy_entropy). Each row is also appended to
+    `root_dir/history.jsonl`, and `root_dir/result.json` holds the summary
+    with the whole history across restarts. The returned 'history' holds
+    only the rows logged by this process.
 
   Raises:
     ValueError: naming the argument, on bad settings.
@@ -241,6 +245,7 @@ def train_eval(root_dir: str,
     return float(meta(context.value())['entropy_weight'])
 
   history = []
+  history_path = os.path.join(run.root_dir, 'history.jsonl')
   last = {'steps': int(stats.env_steps), 'reward': float(stats.total_reward),
           'entropy': float(stats.entropy_sum),
           'rollouts': int(stats.rollouts)}
@@ -263,7 +268,10 @@ def train_eval(root_dir: str,
       values = run.log(step, {**{k: v for k, v in metrics.items()},
                               **window})
       if values is not None:
-        history.append({'env_steps': step, **window})
+        row = {'env_steps': step, **window}
+        history.append(row)
+        with open(history_path, 'a') as f:
+          f.write(json.dumps(row) + '\n')
     run.maybe_save(step)
   run.finish(step)
   total_reward = float(stats.total_reward)
@@ -273,6 +281,16 @@ def train_eval(root_dir: str,
       'entropy_weight': entropy_weight_now(),
       'history': history,
   }
+  # The whole run's log rows, across restarts (the last row per step wins).
+  rows = {}
+  if os.path.exists(history_path):
+    with open(history_path) as f:
+      for line in f:
+        row = json.loads(line)
+        rows[row['env_steps']] = row
+  with open(os.path.join(run.root_dir, 'result.json'), 'w') as f:
+    json.dump({**result, 'history': [rows[k] for k in sorted(rows)],
+               'method': method, 'seed': seed}, f, indent=1)
   if export:
     has_meta = method != 'fixed'
     export_lib.export_policy(
