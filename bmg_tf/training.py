@@ -13,13 +13,15 @@ An experiment's `train_eval` builds its objects, then
 
 `Run` writes the operative gin config to `root_dir/operative_config.gin`
 beside the checkpoints (`root_dir/checkpoints`) and summaries
-(`root_dir/summaries`).
+(`root_dir/summaries`); `record` appends rows to `root_dir/history.jsonl`
+(kept across restarts) and `write_result` writes `root_dir/result.json`.
 """
 
+import json
 import os
 import sys
 import time
-from typing import Dict, Mapping, Optional
+from typing import Dict, List, Mapping, Optional
 
 import gin
 import tensorflow as tf
@@ -133,6 +135,34 @@ class Run:
   def should_log(self, step: int) -> bool:
     """Whether `log(step, ...)` would write (crossed a log multiple)."""
     return step >= self._next_log or step >= self.total_steps
+
+  @property
+  def history_path(self) -> str:
+    return os.path.join(self.root_dir, 'history.jsonl')
+
+  def record(self, row: Mapping[str, float]):
+    """Appends one row (a dict of numbers) to `root_dir/history.jsonl`."""
+    with open(self.history_path, 'a') as f:
+      f.write(json.dumps({k: float(v) for k, v in row.items()}) + '\n')
+
+  def history(self, key: str = 'step') -> List[Dict[str, float]]:
+    """All recorded rows across restarts, sorted by `key`; for a repeated
+    `key` (rows written after the last checkpoint of a killed run), the last
+    row wins."""
+    rows = {}
+    if os.path.exists(self.history_path):
+      with open(self.history_path) as f:
+        for line in f:
+          row = json.loads(line)
+          rows[row[key]] = row
+    return [rows[k] for k in sorted(rows)]
+
+  def write_result(self, result: Mapping[str, object]) -> str:
+    """Writes `root_dir/result.json`."""
+    path = os.path.join(self.root_dir, 'result.json')
+    with open(path, 'w') as f:
+      json.dump(result, f, indent=1)
+    return path
 
   def log(self, step: int, metrics: Mapping[str, float],
           extra: Optional[str] = None) -> Optional[Dict[str, float]]:

@@ -22,8 +22,7 @@ import os
 
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 
-import json  # pylint: disable=g-import-not-at-top,g-bad-import-order
-import math
+import math  # pylint: disable=g-import-not-at-top,g-bad-import-order
 from typing import Mapping, Optional, Sequence
 
 import gin
@@ -245,7 +244,6 @@ def train_eval(root_dir: str,
     return float(meta(context.value())['entropy_weight'])
 
   history = []
-  history_path = os.path.join(run.root_dir, 'history.jsonl')
   last = {'steps': int(stats.env_steps), 'reward': float(stats.total_reward),
           'entropy': float(stats.entropy_sum),
           'rollouts': int(stats.rollouts)}
@@ -270,8 +268,7 @@ def train_eval(root_dir: str,
       if values is not None:
         row = {'env_steps': step, **window}
         history.append(row)
-        with open(history_path, 'a') as f:
-          f.write(json.dumps(row) + '\n')
+        run.record(row)
     run.maybe_save(step)
   run.finish(step)
   total_reward = float(stats.total_reward)
@@ -281,16 +278,8 @@ def train_eval(root_dir: str,
       'entropy_weight': entropy_weight_now(),
       'history': history,
   }
-  # The whole run's log rows, across restarts (the last row per step wins).
-  rows = {}
-  if os.path.exists(history_path):
-    with open(history_path) as f:
-      for line in f:
-        row = json.loads(line)
-        rows[row['env_steps']] = row
-  with open(os.path.join(run.root_dir, 'result.json'), 'w') as f:
-    json.dump({**result, 'history': [rows[k] for k in sorted(rows)],
-               'method': method, 'seed': seed}, f, indent=1)
+  run.write_result({**result, 'history': run.history('env_steps'),
+                    'method': method, 'seed': seed})
   if export:
     has_meta = method != 'fixed'
     export_lib.export_policy(
