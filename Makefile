@@ -18,9 +18,14 @@ $(STAMP): requirements/lock.txt setup.py
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
-# The default pipeline: BMG on the toy regression demo.
+# The default pipeline: two-colours actor-critic, entropy weight learned by
+# BMG, for a budget of a few minutes on 2 cores. Re-running resumes (and, once
+# the budget is reached, only re-exports).
+RUN_STEPS ?= 600000
 run: install
-	$(BIN)/bmg-train --gin_file=gin/toy/lr_bmg.gin --root_dir=runs/toy_lr_bmg
+	$(BIN)/bmg-train --gin_file=gin/two_colors/ac_bmg.gin --root_dir=runs/two_colors_ac_bmg \
+	  --gin_bindings='two_colors.train_eval.num_env_steps=$(RUN_STEPS)' \
+	  --gin_bindings='two_colors.train_eval.log_every=100000'
 
 test: install
 	$(BIN)/python -m pytest -n auto
