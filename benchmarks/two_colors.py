@@ -147,7 +147,7 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--methods', default=','.join(METHODS))
   parser.add_argument('--seeds', type=int, default=3)
-  parser.add_argument('--steps', type=int, default=3_000_000)
+  parser.add_argument('--steps', type=int, default=2_000_000)
   parser.add_argument('--flip_period', type=int, default=100_000)
   parser.add_argument('--log_every', type=int, default=20_000)
   parser.add_argument('--checkpoint_every', type=int, default=500_000)

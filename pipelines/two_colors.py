@@ -82,6 +82,7 @@ def train_eval(root_dir: str,
                reduction: str = 'sum',
                fixed_steps_per_call: int = 8,
                inner_learning_rate: float = 0.1,
+               inner_clip_global_norm: Optional[float] = None,
                target_optimizer: str = 'sgd',
                target_learning_rate: float = 0.1,
                meta_learning_rate: float = 1e-4,
@@ -121,6 +122,8 @@ def train_eval(root_dir: str,
       (the public PyTorch port's choice) scales the meta-gradient by T.
     fixed_steps_per_call: inner updates per compiled call for 'fixed'.
     inner_learning_rate: the inner SGD step size.
+    inner_clip_global_norm: if set, the inner (and target) gradients are
+      clipped to this global norm, differentiably (`GlobalNormClipped`).
     target_optimizer: BMG's target-step optimizer: 'sgd', 'rmsprop', ...
     target_learning_rate: its step size.
     meta_learning_rate: Adam step size of the meta-optimizer.
@@ -222,11 +225,17 @@ def train_eval(root_dir: str,
       return rollout
     return collect(params)
 
+  def clipped(opt):
+    if inner_clip_global_norm is None:
+      return opt
+    return optimizers.GlobalNormClipped(opt, inner_clip_global_norm)
+
   learner = meta_learner_lib.MetaLearner(
       agent.params, meta, agent.objectives(), config,
-      inner_optimizer=optimizers.SGD(learning_rate=inner_learning_rate),
-      target_optimizer=(optimizers.get(target_optimizer,
-                                       learning_rate=target_learning_rate)
+      inner_optimizer=clipped(
+          optimizers.SGD(learning_rate=inner_learning_rate)),
+      target_optimizer=(clipped(optimizers.get(
+          target_optimizer, learning_rate=target_learning_rate))
                         if method == 'bmg' else None),
       meta_optimizer=meta_params.MetaOptimizer(
           learning_rate=meta_learning_rate, epsilon=meta_epsilon,

@@ -77,6 +77,8 @@ __all__ = [
     'OPTIMIZER_NAMES',
     'Adam',
     'AdamState',
+    'GlobalNormClipped',
+    'clip_by_global_norm',
     'Momentum',
     'MomentumState',
     'Optimizer',
@@ -796,6 +798,74 @@ _REGISTRY = {
     'rmsprop': RMSProp,
     'adam': Adam,
 }
+
+
+def clip_by_global_norm(grads: Sequence[tf.Tensor],
+                        clip_norm: HParam) -> List[tf.Tensor]:
+  """Scales `grads` so that their global norm is at most `clip_norm`.
+
+  Differentiable, including at all-zero gradients (where `tf.norm`'s
+  gradient is NaN): the norm is computed with the safe square root.
+
+  Args:
+    grads: list of float tensors.
+    clip_norm: positive scalar.
+
+  Returns:
+    The scaled list, same shapes and dtypes.
+  """
+  with tf.name_scope('clip_by_global_norm'):
+    sq = tf.add_n([tf.reduce_sum(tf.square(tf.cast(g, tf.float32)))
+                   for g in grads])
+    norm = _safe_sqrt(sq)
+    clip = tf.cast(clip_norm, tf.float32)
+    scale = clip / tf.maximum(norm, clip)
+    return [g * tf.cast(scale, g.dtype) for g in grads]
+
+
+class GlobalNormClipped(Optimizer):
+  """Wraps an optimizer: clips the gradients' global norm, then updates.
+
+  Same hyperparameters and state as the wrapped optimizer; the clipping is
+  differentiable, so it can sit inside the meta-learner's unroll (a standard
+  guard against exploding actor-critic updates).
+  """
+
+  def __init__(self, optimizer: Optimizer, clip_norm: float):
+    """Creates the wrapper.
+
+    Args:
+      optimizer: the optimizer to wrap.
+      clip_norm: finite, positive maximum global norm.
+
+    Raises:
+      ValueError: naming `clip_norm` or `optimizer`.
+    """
+    if not isinstance(optimizer, Optimizer):
+      raise ValueError('`optimizer` must be an Optimizer, got {}.'.format(
+          type(optimizer).__name__))
+    if (not _is_python_number(clip_norm) or not math.isfinite(clip_norm) or
+        clip_norm <= 0):
+      raise ValueError('`clip_norm` must be a finite number > 0, got '
+                       '{!r}.'.format(clip_norm))
+    self.hparam_names = optimizer.hparam_names
+    self._hparam_ranges = optimizer._hparam_ranges  # pylint: disable=protected-access
+    self._defaults = optimizer.default_hparams
+    self._optimizer = optimizer
+    self.clip_norm = float(clip_norm)
+
+  def _config(self):
+    return {'optimizer': self._optimizer, 'clip_norm': self.clip_norm}
+
+  def init(self, params):
+    return self._optimizer.init(params)
+
+  def update(self, grads, state, params, hparams=None):
+    params = _check_params(params)
+    grads = [tf.zeros_like(p) if g is None else g
+             for g, p in zip(grads, params)]
+    return self._optimizer.update(clip_by_global_norm(grads, self.clip_norm),
+                                  state, params, hparams)
 
 
 def get(name: Text, **hparams: Any) -> Optimizer:

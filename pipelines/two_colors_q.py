@@ -1,0 +1,437 @@
+"""Two-colours epsilon-greedy Q(lambda) with a fixed or BMG-learned epsilon.
+
+BMG_SPEC section 2.2. One gin-configurable `train_eval` wires:
+
+  TFTwoColors (in-graph, one stream) -> TF-Agents DynamicStepDriver with the
+  epsilon-greedy `FunctionalPolicy` of a `QLearner` -> observers: a
+  `TFUniformReplayBuffer` (`SeededUniformReplayBuffer`) and a `RolloutBuffer`
+  holding the chunk just collected (for the reward context and the stats) ->
+  `get_next(sample_batch_size=N*B, num_steps=T+1)` -> the MetaLearner's
+  compiled step (optionally XLA) on a nest of N batches `[N, B, T+1, ...]`.
+
+Collection and sampling run in a plain `tf.function`: the replay buffer uses
+a `CriticalSection`, which XLA cannot compile. Only the learner step is
+compiled with `jit_compile`.
+
+One iteration = collect `E` env steps, sample N batches, one learner step:
+
+  fixed: N = `fixed_steps_per_call` Q-learning updates, no meta-gradient;
+  bmg:   `BootstrapConfig(method='bmg', k_steps=0, l_steps=L,
+         matching={'policy_kl': 1.0}, continue_from='K+L-1')`: N = L batches;
+         the L-1 bootstrap Q-learning steps are the learner's real updates,
+         the L-th batch takes one more Q-learning step (the target optimizer,
+         own state) to build the target `x~`, and the meta-loss is
+         `E_s KL(greedy(q_{x~}) || pi_eps(q_x))` on that batch's states `s_0..
+         s_{T-1}` (`reduction`), where `x` is the learner at the start of the
+         iteration (K = 0). No extra samples: the target batch is re-used.
+
+Replay ratio. `U` = learner updates kept per iteration (`fixed_steps_per_call`
+for 'fixed', L-1 for 'bmg'; BMG's target step is not counted), and
+
+  E = max(1, round(U / replay_ratio))   env steps collected per iteration,
+
+so `replay_ratio` is learner updates per env step (each update on a batch of
+`batch_size` sequences of `sequence_length` + 1 steps); the realised ratio is
+`U / E`. No learner step is taken until the env-step count reaches
+`min_replay_size` (collection continues in chunks of E steps, acting with the
+initial epsilon). The defaults (L = 16, `fixed_steps_per_call` = 15) give
+fixed and BMG the same E and the same updates per env step.
+
+Reward context. One collection chunk (E env steps) is one "rollout" of
+`rollout.RewardContext`: the contextual epsilon is
+`sigmoid(MLP(mean reward of each of the last `context_window` chunks))`.
+
+Replay sampling. TF-Agents' `TFUniformReplayBuffer.get_next` draws its
+indices with the stateful `tf.random.uniform` op, whose state lives in the
+op's kernel: it is not checkpointed, and a restarted process would start that
+stream afresh. `SeededUniformReplayBuffer` is the same buffer (same storage,
+same valid windows) whose `get_next` draws from a checkpointed
+`tf.random.Generator`, so a run killed and resumed ends exactly where an
+uninterrupted one does.
+
+The budget `num_env_steps` is checked between iterations, so a run may
+overshoot it by less than E env steps.
+"""
+
+import os
+
+os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+
+import math  # pylint: disable=g-import-not-at-top,g-bad-import-order
+from typing import Optional, Sequence
+
+import gin
+import tensorflow as tf
+import tensorflow_probability as tfp
+from tf_agents.drivers import dynamic_step_driver
+from tf_agents.replay_buffers import tf_uniform_replay_buffer
+
+from bmg_tf import export as export_lib
+from bmg_tf import training
+from bmg_tf.agents import q_learning
+from bmg_tf.agents import rollout as rollout_lib
+from bmg_tf.core import bootstrap
+from bmg_tf.core import meta_learner as meta_learner_lib
+from bmg_tf.core import meta_params
+from bmg_tf.core import optimizers
+from pipelines import two_colors
+
+__all__ = ['METHODS', 'SeededUniformReplayBuffer', 'train_eval']
+
+METHODS = ('fixed', 'bmg')
+tfd = tfp.distributions
+
+
+class SeededUniformReplayBuffer(
+    tf_uniform_replay_buffer.TFUniformReplayBuffer):
+  """A `TFUniformReplayBuffer` whose sampling stream is checkpointed.
+
+  Storage, `add_batch`, `num_frames`, `gather_all` and the set of valid
+  windows are TF-Agents'. Only `get_next` differs: its sequence starts and
+  batch rows are drawn with `tf.random.stateless_uniform` from seeds made by
+  `self.generator` (a `tf.random.Generator`, tracked, so
+  `tf.train.Checkpoint(replay=buffer)` saves the stream with the data).
+  Supports `time_stacked=True` only (the default).
+  """
+
+  def __init__(self, data_spec, batch_size: int, max_length: int,
+               seed: int = 0, **kwargs):
+    """Creates the buffer.
+
+    Args:
+      data_spec: spec of one item (e.g. a policy's `trajectory_spec`).
+      batch_size: batch size of `add_batch` (parallel streams).
+      max_length: capacity per stream, in frames.
+      seed: seed of the sampling generator.
+      **kwargs: other `TFUniformReplayBuffer` arguments.
+    """
+    super().__init__(data_spec, batch_size=batch_size, max_length=max_length,
+                     **kwargs)
+    self.generator = tf.random.Generator.from_seed(seed)
+
+  def _get_next(self, sample_batch_size=None, num_steps=None,
+                time_stacked=True):
+    """Samples uniformly over valid windows; see `ReplayBuffer.get_next`."""
+    if not time_stacked:
+      raise ValueError('time_stacked: SeededUniformReplayBuffer supports '
+                       'only time_stacked=True.')
+    with tf.device(self._device), tf.name_scope(self._scope):
+      with tf.name_scope('get_next'):
+        last_id = self._get_last_id()
+        steps = 1 if num_steps is None else int(num_steps)
+        # Valid window starts [min_id, max_id): TF-Agents' rule.
+        min_id = tf.maximum(last_id + 1 - self._max_length, 0)
+        max_id = tf.maximum(last_id + 2 - steps, 0)
+        shape = () if sample_batch_size is None else (sample_batch_size,)
+        check = tf.debugging.assert_greater(
+            max_id, min_id, message=(
+                'SeededUniformReplayBuffer holds too few frames to sample '
+                'from; add items before sampling.'))
+        with tf.control_dependencies([check]):
+          seeds = self.generator.make_seeds(2)
+          ids = tf.random.stateless_uniform(
+              shape, seeds[:, 0], minval=min_id, maxval=max_id,
+              dtype=tf.int64)
+        offsets = tf.random.stateless_uniform(
+            shape, seeds[:, 1], minval=0, maxval=self._batch_size,
+            dtype=tf.int64) * self._max_length
+        if num_steps is not None:
+          ids = ids[..., None] + tf.range(steps, dtype=tf.int64)
+          offsets = offsets[..., None]
+        rows = tf.math.mod(ids, self._max_length) + offsets
+        probability = 1.0 / tf.cast((max_id - min_id) * self._batch_size,
+                                    tf.float32)
+        info = tf_uniform_replay_buffer.BufferInfo(
+            ids=self._id_table.read(rows),
+            probabilities=tf.fill(shape, probability))
+        return self._data_table.read(rows), info
+
+
+def _check(condition: bool, message: str):
+  if not condition:
+    raise ValueError(message)
+
+
+def _epsilon_meta(method, epsilon, contextual, context_window,
+                  meta_hidden_sizes, seed) -> meta_params.MetaParameters:
+  """The epsilon meta-parameter: fixed, a sigmoid logit, or contextual."""
+  if method == 'fixed':
+    _check(0.0 <= epsilon <= 1.0,
+           f'epsilon: must be in [0, 1], got {epsilon}.')
+    return meta_params.MetaParameters({'epsilon': epsilon})
+  if contextual:
+    return meta_params.MetaParameters({}, contextual=(
+        meta_params.ContextualMetaParameters(
+            context_window, {'epsilon': epsilon},
+            hidden_sizes=meta_hidden_sizes, seed=seed + 2000,
+            name='epsilon_net')))
+  return meta_params.MetaParameters({
+      'epsilon': meta_params.MetaParameter(epsilon, 'sigmoid',
+                                           name='epsilon')})
+
+
+@gin.configurable
+def train_eval(root_dir: str,
+               env_name: str = 'TwoColors',
+               method: str = 'bmg',
+               num_env_steps: int = 10_000_000,
+               l_steps: int = 16,
+               reduction: str = 'mean',
+               fixed_steps_per_call: int = 15,
+               replay_ratio: float = 0.25,
+               batch_size: int = 32,
+               sequence_length: int = 8,
+               replay_capacity: int = 20_000,
+               min_replay_size: int = 1_000,
+               learning_rate: float = 1e-3,
+               target_optimizer: str = 'adam',
+               target_learning_rate: float = 1e-3,
+               meta_learning_rate: float = 1e-3,
+               meta_epsilon: float = 1e-4,
+               meta_clip_global_norm: Optional[float] = None,
+               epsilon: float = 0.1,
+               contextual: bool = True,
+               context_window: int = 10,
+               meta_hidden_sizes: Sequence[int] = (32,),
+               hidden_sizes: Sequence[int] = (256, 256),
+               gamma: float = 0.99,
+               lambda_: float = 0.9,
+               trace: str = 'peng',
+               flip_period: int = 100_000,
+               respawn: str = 'collected',
+               step_cost: float = 0.0,
+               seed: int = 0,
+               jit_compile: bool = True,
+               log_every: int = 50_000,
+               checkpoint_every: int = 500_000,
+               export: bool = True):
+  """Trains the two-colours Q-learner; returns its summary figures.
+
+  Args:
+    root_dir: run directory: checkpoints, summaries, operative config,
+      `history.jsonl`, `result.json` and `export/`. Re-running resumes.
+    env_name: 'TwoColors'.
+    method: 'fixed' (constant epsilon) or 'bmg' (meta-learned epsilon). MG
+      is not offered: epsilon is not in the Q-learning update, so its
+      meta-gradient is exactly zero (tests/agents/q_learning_test.py).
+    num_env_steps: budget in env steps (warm-up included).
+    l_steps: L >= 2, BMG's bootstrap length: L-1 Q-learning updates kept by
+      the learner + 1 target step (K = 0).
+    reduction: 'mean' or 'sum' of the KL over the target batch's B*T states
+      ('sum' multiplies the meta-gradient by B*T).
+    fixed_steps_per_call: Q-learning updates per iteration for 'fixed'
+      (default L-1, so that fixed and BMG collect the same chunks).
+    replay_ratio: learner updates per env step (module docstring).
+    batch_size: B, sequences per learner update.
+    sequence_length: T, Q(lambda) steps per sequence (T+1 observations).
+    replay_capacity: frames the replay buffer holds (oldest overwritten).
+    min_replay_size: env steps collected before the first learner step;
+      >= sequence_length + 1.
+    learning_rate: step size of the learner's Adam (`optimizers.Adam`,
+      epsilon 1e-7; 1e-3, the Keras default, is our choice: the appendix
+      with the paper's value was not available).
+    target_optimizer: optimizer of BMG's target step ('adam', 'sgd', ...);
+      it keeps its own state across meta-steps.
+    target_learning_rate: its step size.
+    meta_learning_rate: Adam step size of the meta-optimizer.
+    meta_epsilon: Adam epsilon of the meta-optimizer (1e-4 as in the paper).
+    meta_clip_global_norm: optional meta-gradient clipping.
+    epsilon: the fixed epsilon ('fixed', in [0, 1]) or the initial value of
+      the learned one ('bmg', in (0, 1)).
+    contextual: 'bmg' only: learn epsilon as sigmoid(MLP(last
+      `context_window` chunk mean rewards)); else as one sigmoid logit.
+    context_window: chunks in the reward context.
+    meta_hidden_sizes: hidden widths of the contextual MLP.
+    hidden_sizes: hidden widths of the Q-network (2 x 256 in the paper).
+    gamma: discount factor.
+    lambda_: Q(lambda) trace parameter (0.9 in the paper).
+    trace: 'peng' or 'watkins' Q(lambda).
+    flip_period: env steps between reward flips.
+    respawn: 'collected' or 'all'.
+    step_cost: reward subtracted every step.
+    seed: seed of the networks, env stream, action sampling and replay
+      sampling (`tf.random.set_seed(seed)` too).
+    jit_compile: compile the learner step with XLA (collection and sampling
+      never are).
+    log_every: env steps between progress lines, summaries and history rows.
+    checkpoint_every: env steps between checkpoints.
+    export: write the SavedModel to `root_dir/export` at the end.
+
+  Returns:
+    dict: 'env_steps', 'reward_per_step' (whole run), 'epsilon' (final, at
+    the final reward context), 'learner_updates', 'replay_frames',
+    'env_steps_per_iteration', 'history' (rows logged by this process:
+    env_steps, reward_per_step over the window, epsilon, policy_entropy).
+    `root_dir/result.json` holds the same with the whole history across
+    restarts, plus 'method' and 'seed'.
+
+  Raises:
+    ValueError: naming the argument, on bad settings.
+  """
+  _check(method in METHODS, f'method: must be one of {METHODS}, got '
+         f'{method!r} (MG has no gradient for epsilon).')
+  _check(num_env_steps > 0, f'num_env_steps: must be positive, got '
+         f'{num_env_steps}.')
+  _check(l_steps >= 2, f'l_steps: must be >= 2 (K = 0: the learner keeps '
+         f'L-1 updates), got {l_steps}.')
+  _check(fixed_steps_per_call >= 1, f'fixed_steps_per_call: must be >= 1, '
+         f'got {fixed_steps_per_call}.')
+  _check(math.isfinite(replay_ratio) and replay_ratio > 0,
+         f'replay_ratio: must be finite and positive, got {replay_ratio}.')
+  _check(batch_size >= 1, f'batch_size: must be >= 1, got {batch_size}.')
+  _check(sequence_length >= 1, f'sequence_length: must be >= 1, got '
+         f'{sequence_length}.')
+  _check(min_replay_size >= sequence_length + 1,
+         f'min_replay_size: must be >= sequence_length + 1 = '
+         f'{sequence_length + 1}, got {min_replay_size}.')
+  _check(replay_capacity >= min_replay_size,
+         f'replay_capacity: must be >= min_replay_size = {min_replay_size}, '
+         f'got {replay_capacity}.')
+  tf.random.set_seed(seed)
+  env = two_colors.make_env(env_name, flip_period=flip_period,
+                            respawn=respawn, step_cost=step_cost,
+                            batch_size=1, seed=seed)
+  obs_dim = env.observation_spec().shape[-1]
+  num_actions = int(env.action_spec().maximum) + 1
+  agent = q_learning.QLearner(obs_dim, num_actions, hidden_sizes=hidden_sizes,
+                              gamma=gamma, lambda_=lambda_, trace=trace,
+                              seed=seed)
+  context = rollout_lib.RewardContext(context_window)
+  meta = _epsilon_meta(method, epsilon, contextual, context_window,
+                       meta_hidden_sizes, seed)
+  contextual = contextual and method == 'bmg'
+
+  def epsilon_fn():
+    return meta(context.value())['epsilon']
+
+  if method == 'fixed':
+    config = bootstrap.BootstrapConfig(method='fixed',
+                                       k_steps=fixed_steps_per_call)
+  else:
+    config = bootstrap.BootstrapConfig(
+        method='bmg', k_steps=0, l_steps=l_steps,
+        matching={'policy_kl': 1.0}, reduction=reduction,
+        continue_from='K+L-1')
+  num_batches = config.batches_per_step
+  steps_per_iteration = max(1, round(config.learner_steps / replay_ratio))
+
+  policy = agent.make_policy(env.time_step_spec(), env.action_spec(),
+                             epsilon_fn=epsilon_fn, seed=seed + 1)
+  replay = SeededUniformReplayBuffer(
+      policy.trajectory_spec, batch_size=1, max_length=replay_capacity,
+      seed=seed + 3000)
+  chunk = rollout_lib.RolloutBuffer(policy.trajectory_spec,
+                                    steps_per_iteration, 1)
+  driver = dynamic_step_driver.DynamicStepDriver(
+      env, policy, observers=[replay.add_batch, chunk],
+      num_steps=steps_per_iteration)
+  stats = two_colors.RunStats()
+
+  def collect():
+    """E env steps into the replay; updates the context and the stats."""
+    eps = epsilon_fn()  # The epsilon that acts during this chunk.
+    chunk.clear()
+    driver.run()
+    traj = chunk.read()  # [E, 1, ...]
+    probs = q_learning.epsilon_greedy_probs(
+        agent.q_values(agent.params, traj.observation), eps)
+    entropy = tf.reduce_mean(tfd.Categorical(probs=probs).entropy())
+    context.update({'reward': traj.reward})
+    stats.update({'reward': traj.reward}, entropy)
+
+  def collect_and_sample():
+    """Collects, then samples `[N, B, T+1, ...]` batches for one step."""
+    collect()
+    traj, _ = replay.get_next(sample_batch_size=num_batches * batch_size,
+                              num_steps=sequence_length + 1)
+    batch = q_learning.batch_from_trajectory(traj)
+    return tf.nest.map_structure(
+        lambda t: tf.reshape(t, [num_batches, batch_size] +
+                             t.shape.as_list()[1:]), batch)
+
+  collect_fn = tf.function(collect)
+  collect_and_sample_fn = tf.function(collect_and_sample)
+
+  learner = meta_learner_lib.MetaLearner(
+      agent.params, meta, agent.objectives(), config,
+      inner_optimizer=optimizers.Adam(learning_rate=learning_rate),
+      target_optimizer=(optimizers.get(target_optimizer,
+                                       learning_rate=target_learning_rate)
+                        if method == 'bmg' else None),
+      meta_optimizer=meta_params.MetaOptimizer(
+          learning_rate=meta_learning_rate, epsilon=meta_epsilon,
+          clip_global_norm=meta_clip_global_norm),
+      jit_compile=jit_compile)
+  run = training.Run(root_dir, num_env_steps, step_unit='env steps',
+                     log_every=log_every, checkpoint_every=checkpoint_every,
+                     step_fn=lambda: int(stats.env_steps),
+                     learner=learner, env=env, policy_rng=policy.generator,
+                     replay=replay, context=context, stats=stats)
+  run.restore()
+
+  def epsilon_now():
+    return float(epsilon_fn())
+
+  def snapshot():
+    return (int(stats.env_steps), float(stats.total_reward),
+            float(stats.entropy_sum), int(stats.rollouts))
+
+  history = []
+  last = snapshot()
+  step = last[0]
+  metrics = {}
+  while step < num_env_steps:
+    if step < min_replay_size:
+      collect_fn()
+    else:
+      metrics = learner.step(batches=collect_and_sample_fn(),
+                             context=context.value())
+    step = int(stats.env_steps)
+    if run.should_log(step):
+      now = snapshot()
+      window = {
+          'reward_per_step': (now[1] - last[1]) / max(1, now[0] - last[0]),
+          'policy_entropy': (now[2] - last[2]) / max(1, now[3] - last[3]),
+          'epsilon': epsilon_now(),
+      }
+      last = now
+      scalars = {('td_loss' if k == 'inner_loss' else k): v
+                 for k, v in metrics.items()}
+      if run.log(step, {**scalars, **window}) is not None:
+        row = {'env_steps': step, **window}
+        history.append(row)
+        run.record(row)
+    run.maybe_save(step)
+  run.finish(step)
+  result = {
+      'env_steps': step,
+      'reward_per_step': float(stats.total_reward) / max(1, step),
+      'epsilon': epsilon_now(),
+      'learner_updates': (int(learner.train_step_counter) *
+                          config.learner_steps),
+      'replay_frames': int(replay.num_frames()),
+      'env_steps_per_iteration': steps_per_iteration,
+      'history': history,
+  }
+  run.write_result({**result, 'history': run.history('env_steps'),
+                    'method': method, 'seed': seed})
+  if export:
+    learned = method == 'bmg'
+    export_lib.export_policy(
+        os.path.join(run.root_dir, 'export'),
+        head_fn=lambda obs: agent.q_values(agent.params, obs),
+        observation_dim=obs_dim,
+        variables=agent.params + list(meta.variables) + [context.rewards],
+        head='q_values',
+        epsilon_fn=epsilon_fn,
+        meta_fn=(lambda ctx: meta(ctx)) if contextual else (
+            (lambda: meta()) if learned else None),
+        context_dim=context_window if contextual else None,
+        train_step=int(learner.train_step_counter),
+        gin_config=gin.operative_config_str())
+  print(f'Q-{method.upper()}: {step} env steps, reward/step '
+        f'{result["reward_per_step"]:.4f}, epsilon {result["epsilon"]:.4f}',
+        flush=True)
+  if not math.isfinite(result['reward_per_step']):
+    raise ValueError('training diverged: non-finite reward per step.')
+  return result

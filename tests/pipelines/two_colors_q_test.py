@@ -1,0 +1,278 @@
+"""End-to-end tests of the two-colours Q-learning pipeline (BMG epsilon).
+
+Tiny runs (small networks, no XLA): a BMG run in-process, resume after
+SIGKILL through the CLI, the SavedModel in a fresh process, bad settings,
+and the checkpointed replay sampling.
+"""
+
+import os
+
+os.environ['TF_USE_LEGACY_KERAS'] = '1'
+
+import json  # pylint: disable=g-import-not-at-top
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import gin
+import numpy as np
+import pytest
+import tensorflow as tf
+from tf_agents.specs import tensor_spec
+
+from pipelines import two_colors_q
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+BMG_GIN = os.path.join(REPO, 'gin', 'two_colors', 'q_bmg_eps.gin')
+TINY = dict(l_steps=4, batch_size=8, sequence_length=4, replay_ratio=0.25,
+            min_replay_size=60, hidden_sizes=(16, 16), meta_hidden_sizes=(8,),
+            meta_learning_rate=0.05, jit_compile=False)
+SMALL = [f'two_colors_q.train_eval.{k} = {v!r}' for k, v in TINY.items()] + [
+    'two_colors_q.train_eval.log_every = 300',
+    'two_colors_q.train_eval.checkpoint_every = 600',
+]
+ENV = {**os.environ, 'TF_USE_LEGACY_KERAS': '1', 'TF_CPP_MIN_LOG_LEVEL': '2'}
+BUDGET = 4800
+LP = 'learner/learner_params/{}/.ATTRIBUTES/VARIABLE_VALUE'
+MP = ('learner/meta_parameters/contextual/net/{}/.ATTRIBUTES/'
+      'VARIABLE_VALUE')
+
+# The SIGKILL and export tests share one uninterrupted run.
+pytestmark = pytest.mark.xdist_group('two_colors_q_pipeline')
+
+
+def _cmd(root_dir, steps, *extra):
+  args = [sys.executable, '-m', 'pipelines.train', f'--gin_file={BMG_GIN}',
+          f'--root_dir={root_dir}']
+  for binding in SMALL + [f'two_colors_q.train_eval.num_env_steps = {steps}',
+                          *extra]:
+    args.append(f'--gin_bindings={binding}')
+  return args
+
+
+def _run(root_dir, steps, *extra):
+  proc = subprocess.run(_cmd(root_dir, steps, *extra), cwd=REPO, env=ENV,
+                        capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc
+
+
+def _checkpoint_values(root_dir):
+  reader = tf.train.load_checkpoint(os.path.join(root_dir, 'checkpoints'))
+  return {name: reader.get_tensor(name)
+          for name in reader.get_variable_to_shape_map()
+          if not name.startswith('_CHECKPOINTABLE')}
+
+
+def _latest_number(root_dir):
+  latest = tf.train.latest_checkpoint(os.path.join(root_dir, 'checkpoints'))
+  return None if latest is None else int(latest.rsplit('-', 1)[1])
+
+
+def _mlp(params, x):
+  for i in range(0, len(params), 2):
+    x = x @ params[i] + params[i + 1]
+    if i < len(params) - 2:
+      x = np.maximum(x, 0)
+  return x
+
+
+def _sigmoid(x):
+  return 1 / (1 + np.exp(-x))
+
+
+@pytest.fixture(scope='module')
+def whole_run(tmp_path_factory):
+  root = tmp_path_factory.mktemp('whole') / 'run'
+  _run(root, BUDGET)
+  return root
+
+
+def test_tiny_bmg_run_moves_epsilon_and_fills_the_replay(tmp_path):
+  gin.clear_config()
+  result = two_colors_q.train_eval(
+      str(tmp_path), num_env_steps=600, replay_capacity=500, log_every=200,
+      checkpoint_every=300, export=False, **TINY)
+  steps_per_iteration = round((TINY['l_steps'] - 1) / TINY['replay_ratio'])
+  assert result['env_steps_per_iteration'] == steps_per_iteration
+  assert 600 <= result['env_steps'] < 600 + steps_per_iteration
+  # The replay holds every collected frame, up to its capacity.
+  assert result['replay_frames'] == min(result['env_steps'], 500) == 500
+  # The meta-gradient moved epsilon: the contextual net's output layer starts
+  # at zero, so without updates epsilon is 0.1 at every context.
+  assert abs(result['epsilon'] - 0.1) > 1e-3, result['epsilon']
+  # Learning started after the warm-up, L-1 updates per iteration.
+  iterations = -(-(result['env_steps'] - 60) // steps_per_iteration)
+  assert 0 < result['learner_updates'] <= (TINY['l_steps'] - 1) * iterations
+  saved = json.loads((tmp_path / 'result.json').read_text())
+  assert saved['method'] == 'bmg' and saved['env_steps'] == result['env_steps']
+  assert [r['env_steps'] for r in saved['history']] == [
+      r['env_steps'] for r in result['history']]
+  assert len(saved['history']) == 3
+  assert all(np.isfinite(r['reward_per_step']) for r in saved['history'])
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path,
+                                                           whole_run):
+  killed = tmp_path / 'killed'
+  proc = subprocess.Popen(
+      _cmd(killed, BUDGET, 'two_colors_q.train_eval.export = False'),
+      cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 300
+  try:
+    while time.time() < deadline:
+      number = _latest_number(killed)
+      if number is not None and number >= 1200:
+        break
+      if proc.poll() is not None:
+        pytest.fail('the run ended before it could be killed')
+      time.sleep(0.02)
+    else:
+      pytest.fail('no checkpoint within 300 s')
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  at_kill = _latest_number(killed)
+  assert at_kill is not None and at_kill < BUDGET
+  before = _checkpoint_values(killed)
+  assert int(before['stats/env_steps/.ATTRIBUTES/VARIABLE_VALUE']) == at_kill
+
+  resumed = _run(killed, BUDGET, 'two_colors_q.train_eval.export = False')
+  assert f'ckpt-{at_kill}' in resumed.stdout, resumed.stdout[-2000:]
+  got, want = _checkpoint_values(killed), _checkpoint_values(whole_run)
+  del got['save_counter/.ATTRIBUTES/VARIABLE_VALUE']
+  del want['save_counter/.ATTRIBUTES/VARIABLE_VALUE']
+  assert got.keys() == want.keys()
+  # Everything is in the checkpoint: replay data and its sampling stream.
+  assert any(k.startswith('replay/_data_table') for k in want)
+  assert 'replay/generator/_state_var/.ATTRIBUTES/VARIABLE_VALUE' in want
+  for name in want:
+    np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+  assert int(got['stats/env_steps/.ATTRIBUTES/VARIABLE_VALUE']) >= BUDGET
+  # The killed run's history rows after its checkpoint were re-logged.
+  history = json.loads((killed / 'result.json').read_text())['history']
+  assert [r['env_steps'] for r in history] == [
+      r['env_steps'] for r in json.loads(
+          (whole_run / 'result.json').read_text())['history']]
+
+
+_FRESH = textwrap.dedent('''
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    m = tf.saved_model.load(sys.argv[1])
+    obs = tf.constant(np.load(sys.argv[2]))
+    ctx = tf.constant(np.load(sys.argv[3]))
+    act = m.signatures['action'](observation=obs)
+    many = tf.repeat(obs[:1], 4000, axis=0)
+    out = {
+        'q_values': act['q_values'].numpy(),
+        'action': act['action'].numpy(),
+        'sampled': m.signatures['sample_action'](
+            observation=many, seed=tf.constant([1, 2]))['action'].numpy(),
+        'epsilon': m.signatures['meta_parameters'](
+            context=ctx)['epsilon'].numpy(),
+    }
+    meta = m.signatures['metadata']()
+    out['train_step'] = int(meta['train_step'])
+    out['gin'] = meta['gin_config'].numpy().decode()
+    out['modules'] = sorted(k for k in sys.modules if k.startswith('bmg_tf'))
+    print(json.dumps({k: (v.tolist() if hasattr(v, 'tolist') else v)
+                      for k, v in out.items()}))
+''')
+
+
+def test_export_loads_in_a_fresh_process_without_bmg_tf(tmp_path,
+                                                       whole_run):
+  ckpt = _checkpoint_values(whole_run)
+  q_params = [ckpt[LP.format(i)] for i in range(6)]
+  meta = [ckpt[MP.format(n)] for n in ('kernel_0', 'bias_0', 'kernel_1',
+                                       'bias_1')]
+  final_ctx = ckpt['context/rewards/.ATTRIBUTES/VARIABLE_VALUE']
+  rng = np.random.RandomState(0)
+  obs = np.zeros([5, 30], np.float32)
+  for row in obs:  # Valid one-hot observations.
+    for block in range(6):
+      row[5 * block + rng.randint(5)] = 1.0
+  ctx = rng.uniform(-1, 1, size=[3, 10]).astype(np.float32)
+  np.save(tmp_path / 'obs.npy', obs)
+  np.save(tmp_path / 'ctx.npy', ctx)
+  script = tmp_path / 'fresh.py'
+  script.write_text(_FRESH)
+  proc = subprocess.run(
+      [sys.executable, str(script), str(whole_run / 'export'),
+       str(tmp_path / 'obs.npy'), str(tmp_path / 'ctx.npy')],
+      env=ENV, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert out['modules'] == []  # bmg_tf was never imported.
+  want_q = _mlp(q_params, obs)
+  np.testing.assert_allclose(out['q_values'], want_q, rtol=1e-4, atol=1e-5)
+  np.testing.assert_array_equal(out['action'], want_q.argmax(-1))
+  np.testing.assert_allclose(out['epsilon'],
+                             _sigmoid(_mlp(meta, ctx)[:, 0]), rtol=1e-5)
+  # sample_action explores with the epsilon of the final reward context.
+  eps = float(_sigmoid(_mlp(meta, final_ctx[None])[0, 0]))
+  assert abs(eps - 0.1) > 1e-3  # It was learned.
+  sampled = np.array(out['sampled'])
+  assert set(sampled) <= {0, 1, 2, 3}
+  greedy = np.mean(sampled == want_q[0].argmax())
+  assert abs(greedy - (1 - eps + eps / 4)) < 0.03, (greedy, eps)
+  assert out['train_step'] == int(
+      ckpt['learner/train_step_counter/.ATTRIBUTES/VARIABLE_VALUE'])
+  assert 'two_colors_q.train_eval' in out['gin']
+  assert (whole_run / 'operative_config.gin').exists()
+
+
+def test_unknown_env_name_is_one_line(tmp_path):
+  proc = subprocess.run(
+      _cmd(tmp_path, 64, "two_colors_q.train_eval.env_name = 'ThreeColors'"),
+      cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+  assert proc.returncode != 0
+  lines = [l for l in proc.stderr.splitlines() if 'bmg-train: error' in l]
+  assert len(lines) == 1 and 'ThreeColors' in lines[0], proc.stderr[-2000:]
+  assert 'Traceback' not in proc.stderr
+
+
+@pytest.mark.parametrize('override, name', [
+    (dict(method='mg'), 'method'),
+    (dict(l_steps=1), 'l_steps'),
+    (dict(replay_ratio=0.0), 'replay_ratio'),
+    (dict(min_replay_size=4), 'min_replay_size'),
+    (dict(replay_capacity=10), 'replay_capacity'),
+    (dict(method='fixed', epsilon=1.5), 'epsilon'),
+])
+def test_bad_settings_name_the_argument(tmp_path, override, name):
+  with pytest.raises(ValueError, match=name):
+    two_colors_q.train_eval(str(tmp_path), **{**TINY, **override})
+
+
+def test_replay_sampling_is_checkpointed_and_uses_valid_windows(tmp_path):
+  spec = tensor_spec.TensorSpec([], tf.int64)
+  buffer = two_colors_q.SeededUniformReplayBuffer(spec, batch_size=1,
+                                                 max_length=20, seed=7)
+  for i in range(33):  # Wraps around: frames 13..32 remain.
+    buffer.add_batch(tf.constant([i], tf.int64))
+  assert int(buffer.num_frames()) == 20
+  sample = tf.function(
+      lambda: buffer.get_next(sample_batch_size=64, num_steps=5)[0])
+  ckpt = tf.train.Checkpoint(replay=buffer)
+  path = ckpt.save(str(tmp_path / 'ckpt'))
+  first = [sample().numpy() for _ in range(3)]
+  # Every window is 5 consecutive frames still in the buffer.
+  for windows in first:
+    assert windows.shape == (64, 5)
+    np.testing.assert_array_equal(np.diff(windows, axis=1), 1)
+    assert windows.min() >= 13 and windows.max() <= 32
+  starts = np.concatenate([w[:, 0] for w in first])
+  assert set(starts) == set(range(13, 29))  # All valid starts are drawn.
+  # Restoring rewinds the stream: a restarted process draws the same.
+  ckpt.restore(path)
+  again = [sample().numpy() for _ in range(3)]
+  for a, b in zip(first, again):
+    np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(first[0], first[1])
