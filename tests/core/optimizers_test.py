@@ -517,3 +517,44 @@ class DtypeAndStructureTest(tf.test.TestCase, parameterized.TestCase):
 
 if __name__ == '__main__':
   tf.test.main()
+
+
+class GlobalNormClippedTest(tf.test.TestCase):
+
+  def test_clips_to_the_norm_then_updates(self):
+    params = [tf.constant([1.0, 2.0]), tf.constant([[0.5]])]
+    grads = [tf.constant([3.0, 0.0]), tf.constant([[4.0]])]  # Norm 5.
+    opt = optimizers.GlobalNormClipped(
+        optimizers.SGD(learning_rate=0.1), clip_norm=1.0)
+    new, _ = opt.update(grads, opt.init(params), params)
+    self.assertAllClose(new[0], [1.0 - 0.1 * 0.6, 2.0])
+    self.assertAllClose(new[1], [[0.5 - 0.1 * 0.8]])
+    # Below the norm: unchanged gradients.
+    loose = optimizers.GlobalNormClipped(
+        optimizers.SGD(learning_rate=0.1), clip_norm=10.0)
+    new, _ = loose.update(grads, loose.init(params), params)
+    self.assertAllClose(new[0], [1.0 - 0.3, 2.0])
+    self.assertEqual(loose.hparam_names, ('learning_rate',))
+
+  def test_second_order_finite_at_zero_gradient(self):
+    lr = tf.constant(0.1)
+    x = tf.constant([0.0, 0.0])
+    opt = optimizers.GlobalNormClipped(optimizers.SGD(learning_rate=0.1),
+                                       clip_norm=1.0)
+    with tf.GradientTape() as outer:
+      outer.watch([lr, x])
+      with tf.GradientTape() as inner:
+        inner.watch(x)
+        loss = tf.reduce_sum(tf.square(x))  # Gradient exactly zero at x=0.
+      g = inner.gradient(loss, x)
+      new, _ = opt.update([g], opt.init([x]), [x], {'learning_rate': lr})
+      out = tf.reduce_sum(new[0])
+    grads = outer.gradient(out, [lr, x])
+    for v in grads:
+      self.assertTrue(np.all(np.isfinite(v.numpy())))
+
+  def test_bad_clip_norm(self):
+    with self.assertRaisesRegex(ValueError, 'clip_norm'):
+      optimizers.GlobalNormClipped(optimizers.SGD(learning_rate=0.1), 0.0)
+    with self.assertRaisesRegex(ValueError, 'optimizer'):
+      optimizers.GlobalNormClipped('sgd', 1.0)
