@@ -49,8 +49,16 @@ same valid windows) whose `get_next` draws from a checkpointed
 `tf.random.Generator`, so a run killed and resumed ends exactly where an
 uninterrupted one does.
 
+Export. `export/` holds the Q-network (`head='q_values'`): `action` is
+greedy, and `sample_action` explores with the epsilon at the end of training
+(for a contextual epsilon, at the final reward context, which is saved with
+the model); `meta_parameters` maps a context `[B, C]` to epsilon `[B]`
+(contextual), returns the scalar epsilon (non-contextual BMG), or is absent
+('fixed').
+
 The budget `num_env_steps` is checked between iterations, so a run may
-overshoot it by less than E env steps.
+overshoot it by less than E env steps; the checks for non-finite metrics run
+at every log.
 """
 
 import os
@@ -184,6 +192,7 @@ def train_eval(root_dir: str,
                replay_capacity: int = 20_000,
                min_replay_size: int = 1_000,
                learning_rate: float = 1e-3,
+               inner_clip_global_norm: Optional[float] = None,
                target_optimizer: str = 'adam',
                target_learning_rate: float = 1e-3,
                meta_learning_rate: float = 1e-3,
@@ -230,6 +239,8 @@ def train_eval(root_dir: str,
     learning_rate: step size of the learner's Adam (`optimizers.Adam`,
       epsilon 1e-7; 1e-3, the Keras default, is our choice: the appendix
       with the paper's value was not available).
+    inner_clip_global_norm: if set, the learner's (and the target step's)
+      gradients are clipped to this global norm (`GlobalNormClipped`).
     target_optimizer: optimizer of BMG's target step ('adam', 'sgd', ...);
       it keeps its own state across meta-steps.
     target_learning_rate: its step size.
@@ -349,14 +360,21 @@ def train_eval(root_dir: str,
         lambda t: tf.reshape(t, [num_batches, batch_size] +
                              t.shape.as_list()[1:]), batch)
 
-  collect_fn = tf.function(collect)
-  collect_and_sample_fn = tf.function(collect_and_sample)
+  # Graph code throughout (the driver runs a tf.while_loop): AutoGraph would
+  # only add tracing time.
+  collect_fn = tf.function(collect, autograph=False)
+  collect_and_sample_fn = tf.function(collect_and_sample, autograph=False)
+
+  def clipped(opt):
+    if inner_clip_global_norm is None:
+      return opt
+    return optimizers.GlobalNormClipped(opt, inner_clip_global_norm)
 
   learner = meta_learner_lib.MetaLearner(
       agent.params, meta, agent.objectives(), config,
-      inner_optimizer=optimizers.Adam(learning_rate=learning_rate),
-      target_optimizer=(optimizers.get(target_optimizer,
-                                       learning_rate=target_learning_rate)
+      inner_optimizer=clipped(optimizers.Adam(learning_rate=learning_rate)),
+      target_optimizer=(clipped(optimizers.get(
+          target_optimizer, learning_rate=target_learning_rate))
                         if method == 'bmg' else None),
       meta_optimizer=meta_params.MetaOptimizer(
           learning_rate=meta_learning_rate, epsilon=meta_epsilon,
@@ -395,8 +413,12 @@ def train_eval(root_dir: str,
           'epsilon': epsilon_now(),
       }
       last = now
-      scalars = {('td_loss' if k == 'inner_loss' else k): v
+      scalars = {('td_loss' if k == 'inner_loss' else k): float(v)
                  for k, v in metrics.items()}
+      bad = sorted(k for k, v in scalars.items() if not math.isfinite(v))
+      if bad:
+        raise ValueError(f'training diverged at env step {step}: '
+                         f'non-finite {bad}.')
       if run.log(step, {**scalars, **window}) is not None:
         row = {'env_steps': step, **window}
         history.append(row)

@@ -33,6 +33,17 @@ SMOKE_BINDINGS = {
                    'two_colors.train_eval.jit_compile = False',
                    'two_colors.train_eval.log_every = 100',
                    'two_colors.train_eval.checkpoint_every = 150'],
+    'two_colors/q_*.gin': ['two_colors_q.train_eval.num_env_steps = 300',
+                   'two_colors_q.train_eval.l_steps = 3',
+                   'two_colors_q.train_eval.fixed_steps_per_call = 2',
+                   'two_colors_q.train_eval.batch_size = 4',
+                   'two_colors_q.train_eval.sequence_length = 3',
+                   'two_colors_q.train_eval.min_replay_size = 40',
+                   'two_colors_q.train_eval.replay_capacity = 200',
+                   'two_colors_q.train_eval.hidden_sizes = (32, 32)',
+                   'two_colors_q.train_eval.jit_compile = False',
+                   'two_colors_q.train_eval.log_every = 100',
+                   'two_colors_q.train_eval.checkpoint_every = 150'],
 }
 
 

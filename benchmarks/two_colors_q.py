@@ -1,0 +1,247 @@
+r"""Reproduction study: two-colours Q-learning, fixed vs BMG-learned epsilon.
+
+    python benchmarks/two_colors_q.py                 # default: ~1 h on 2 cores
+    python benchmarks/two_colors_q.py --paper_scale   # 10M steps x 10 seeds
+    python benchmarks/two_colors_q.py --steps=20000 --seeds=1 --out=/tmp/q
+
+BMG_SPEC section 2.2: an epsilon-greedy Q(lambda) agent with epsilon fixed at
+0.01, 0.1 or 0.3, against epsilon meta-learned by BMG (contextual, K=0,
+L=16). Published (follow-up paper, 10M steps, its own scale): fixed 0.58,
+BMG 1.78 (1.93 with the reward context).
+
+Each (variant, seed) is one `bmg-train` run of `gin/two_colors/q_<...>.gin`
+in its own subprocess, `--workers` at a time, under
+`<out>/runs/<variant>_s<seed>`. A complete run is not re-run and an
+interrupted one resumes from its checkpoint, so the study can be restarted.
+Defaults (3 seeds x 400k steps x 4 variants = 4.8M env steps, at roughly
+700-1000 env steps/s per worker with XLA) take about an hour on 2 cores.
+Writes to `<out>` (default `results/two_colors_q`):
+
+* `two_colors_q.json`: per run and per variant, the reward per step over the
+  whole run (the paper's "total return" divided by steps), its mean and
+  standard deviation across seeds, and the final epsilon;
+* `two_colors_q.md`: the table;
+* `reward.png`: reward per step over time (mean over seeds, min-max band),
+  flips marked;
+* `epsilon.png`: epsilon over time, one line per BMG seed, fixed values
+  dashed, flips marked;
+* `total_reward.png`: reward per step per variant, each seed a dot.
+"""
+
+import argparse
+import concurrent.futures
+import json
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The actor-critic study's helpers (benchmarks/ is not a package).
+from two_colors import _stats  # pylint: disable=g-import-not-at-top
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
+GIN_DIR = os.path.join(REPO, 'gin', 'two_colors')
+# Variant -> (gin file, bindings).
+VARIANTS = {
+    f'fixed_{eps}': ('q_fixed_eps.gin',
+                     [f'two_colors_q.train_eval.epsilon = {eps}'])
+    for eps in (0.01, 0.1, 0.3)
+}
+VARIANTS['bmg'] = ('q_bmg_eps.gin', [])
+COLOURS = {'fixed_0.01': 'tab:olive', 'fixed_0.1': 'tab:gray',
+           'fixed_0.3': 'tab:brown', 'bmg': 'tab:red'}
+
+
+def _run_one(variant, seed, args):
+  """Runs (or resumes, or skips) one run; returns its result.json."""
+  root = os.path.join(args.out, 'runs', f'{variant}_s{seed}')
+  result_path = os.path.join(root, 'result.json')
+  if os.path.exists(result_path):
+    with open(result_path) as f:
+      done = json.load(f)
+    if done['env_steps'] >= args.steps:
+      return {**done, 'variant': variant, 'wall_seconds': None}
+  gin_file, extra = VARIANTS[variant]
+  bindings = [
+      f'two_colors_q.train_eval.num_env_steps = {args.steps}',
+      f'two_colors_q.train_eval.seed = {seed}',
+      f'two_colors_q.train_eval.log_every = {args.log_every}',
+      f'two_colors_q.train_eval.checkpoint_every = {args.checkpoint_every}',
+      f'two_colors_q.train_eval.flip_period = {args.flip_period}',
+      'two_colors_q.train_eval.export = False',
+  ] + extra + list(args.gin_bindings)
+  cmd = [sys.executable, '-m', 'pipelines.train',
+         f'--gin_file={os.path.join(GIN_DIR, gin_file)}',
+         f'--root_dir={root}'] + [f'--gin_bindings={b}' for b in bindings]
+  os.makedirs(root, exist_ok=True)
+  start = time.time()
+  with open(os.path.join(root, 'stdout.log'), 'a') as log:
+    proc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                          env={**os.environ, 'TF_USE_LEGACY_KERAS': '1',
+                               'TF_CPP_MIN_LOG_LEVEL': '2'}, check=False)
+  if proc.returncode:
+    raise RuntimeError(f'{variant} seed {seed} failed; see {root}/stdout.log')
+  with open(result_path) as f:
+    return {**json.load(f), 'variant': variant,
+            'wall_seconds': time.time() - start}
+
+
+def _curves(results, variant, key):
+  """Steps `[N]` and values `[seeds, N]` over the rows all seeds share."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  runs = [r for r in results if r['variant'] == variant and r['history']]
+  if not runs:
+    return None, None
+  length = min(len(r['history']) for r in runs)
+  steps = np.array([row['env_steps'] for row in runs[0]['history'][:length]])
+  values = np.array([[row[key] for row in r['history'][:length]]
+                     for r in runs])
+  return steps, values
+
+
+def _plots(results, args):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  flips = np.arange(args.flip_period, args.steps + 1, args.flip_period)
+
+  def mark_flips(ax):
+    for x in flips:
+      ax.axvline(x, color='k', lw=0.3, alpha=0.3)
+
+  fig, ax = plt.subplots(figsize=(10, 4))
+  for variant in args.variants:
+    steps, values = _curves(results, variant, 'reward_per_step')
+    if steps is None:
+      continue
+    ax.plot(steps, values.mean(0), label=variant, color=COLOURS[variant],
+            lw=1)
+    if len(values) > 1:
+      ax.fill_between(steps, values.min(0), values.max(0), alpha=0.2,
+                      color=COLOURS[variant])
+  mark_flips(ax)
+  ax.set_xlabel('env steps')
+  ax.set_ylabel(f'reward per step (window {args.log_every})')
+  ax.set_title('Two colours, Q(lambda): reward per step (mean over seeds, '
+               'min-max band; lines = reward flips)')
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(os.path.join(args.out, 'reward.png'), dpi=120)
+  plt.close(fig)
+
+  fig, ax = plt.subplots(figsize=(10, 4))
+  for variant in args.variants:
+    steps, values = _curves(results, variant, 'epsilon')
+    if steps is None:
+      continue
+    if variant == 'bmg':
+      for i, v in enumerate(values):
+        ax.plot(steps, v, color=COLOURS[variant], lw=0.8, alpha=0.8,
+                label='BMG' if i == 0 else None)
+    else:
+      ax.plot(steps, values[0], color=COLOURS[variant], lw=0.8, ls='--',
+              label=variant)
+  mark_flips(ax)
+  ax.set_yscale('log')
+  ax.set_xlabel('env steps')
+  ax.set_ylabel('epsilon')
+  ax.set_title('Epsilon (BMG: one line per seed; dashed: fixed; lines = '
+               'flips)')
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(os.path.join(args.out, 'epsilon.png'), dpi=120)
+  plt.close(fig)
+
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for i, variant in enumerate(args.variants):
+    vals = [r['reward_per_step'] for r in results if r['variant'] == variant]
+    if not vals:
+      continue
+    mean, std = _stats(vals)
+    ax.bar(i, mean, yerr=std, color=COLOURS[variant], alpha=0.6, capsize=4)
+    ax.scatter([i] * len(vals), vals, color='k', s=12, zorder=3)
+  ax.set_xticks(range(len(args.variants)))
+  ax.set_xticklabels(args.variants)
+  ax.set_ylabel('reward per step, whole run')
+  ax.set_title(f'{args.steps:,} steps, {args.seeds} seeds (bar: mean, '
+               f'error: std)')
+  fig.tight_layout()
+  fig.savefig(os.path.join(args.out, 'total_reward.png'), dpi=120)
+  plt.close(fig)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--variants', default=','.join(VARIANTS))
+  parser.add_argument('--seeds', type=int, default=3)
+  parser.add_argument('--steps', type=int, default=400_000)
+  parser.add_argument('--flip_period', type=int, default=100_000)
+  parser.add_argument('--log_every', type=int, default=10_000)
+  parser.add_argument('--checkpoint_every', type=int, default=100_000)
+  parser.add_argument('--workers', type=int, default=2)
+  parser.add_argument('--paper_scale', action='store_true',
+                      help='10M steps and 10 seeds, as in the paper.')
+  parser.add_argument('--gin_bindings', action='append', default=[],
+                      help='extra bindings for every run')
+  parser.add_argument('--out', default=os.path.join(REPO, 'results',
+                                                     'two_colors_q'))
+  args = parser.parse_args()
+  if args.paper_scale:
+    args.steps, args.seeds = 10_000_000, 10
+    args.log_every = max(args.log_every, 50_000)
+  args.variants = [v for v in args.variants.split(',') if v]
+  unknown = set(args.variants) - set(VARIANTS)
+  if unknown:
+    parser.error(f'--variants: unknown {sorted(unknown)}; known: '
+                 f'{sorted(VARIANTS)}')
+  if args.seeds < 1 or args.steps < 1:
+    parser.error('--seeds/--steps: must be positive')
+  args.out = os.path.abspath(args.out)
+  os.makedirs(args.out, exist_ok=True)
+  jobs = [(v, s) for s in range(args.seeds) for v in args.variants]
+  results = []
+  with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
+    futures = {pool.submit(_run_one, v, s, args): (v, s) for v, s in jobs}
+    for future in concurrent.futures.as_completed(futures):
+      v, s = futures[future]
+      r = future.result()
+      results.append(r)
+      rate = (f', {r["env_steps"] / r["wall_seconds"]:.0f} env steps/s '
+              f'(with start-up)' if r['wall_seconds'] else '')
+      print(f'{v} seed {s}: reward/step {r["reward_per_step"]:.4f}, '
+            f'epsilon {r["epsilon"]:.4f}{rate}', flush=True)
+  summary = {'steps': args.steps, 'seeds': args.seeds,
+             'flip_period': args.flip_period, 'variants': {}, 'runs': []}
+  lines = ['| variant | reward/step (mean) | std over seeds | seeds | steps | '
+           'final epsilon (mean) |', '|---|---|---|---|---|---|']
+  for variant in args.variants:
+    rs = [r for r in results if r['variant'] == variant]
+    mean, std = _stats([r['reward_per_step'] for r in rs])
+    eps, _ = _stats([r['epsilon'] for r in rs])
+    summary['variants'][variant] = {
+        'reward_per_step_mean': mean, 'reward_per_step_std': std,
+        'per_seed': [r['reward_per_step'] for r in rs],
+        'final_epsilon_mean': eps}
+    lines.append(f'| {variant} | {mean:.4f} | {std:.4f} | {len(rs)} | '
+                 f'{args.steps:,} | {eps:.3f} |')
+  for r in sorted(results, key=lambda r: (r['variant'], r['seed'])):
+    summary['runs'].append({k: r[k] for k in (
+        'variant', 'seed', 'env_steps', 'reward_per_step', 'epsilon',
+        'wall_seconds')})
+  ranked = sorted(args.variants,
+                  key=lambda v: -summary['variants'][v]['reward_per_step_mean'])
+  summary['ranking'] = ranked
+  with open(os.path.join(args.out, 'two_colors_q.json'), 'w') as f:
+    json.dump(summary, f, indent=2)
+  table = '\n'.join(lines)
+  with open(os.path.join(args.out, 'two_colors_q.md'), 'w') as f:
+    f.write(table + '\n')
+  _plots(results, args)
+  print(table)
+  print('ranking (best first):', ' > '.join(ranked))
+
+
+if __name__ == '__main__':
+  main()
