@@ -23,21 +23,17 @@ import argparse
 import concurrent.futures
 import json
 import os
-import subprocess
 import sys
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import study  # pylint: disable=g-import-not-at-top
+
+REPO = study.REPO
 METHODS = ('fixed', 'mg', 'bmg')
 
 
 def _run_one(method, seed, args):
   root = os.path.join(args.out, 'runs', f'{method}_s{seed}')
-  result_path = os.path.join(root, 'result.json')
-  if os.path.exists(result_path):
-    with open(result_path) as f:
-      done = json.load(f)
-    if done['env_steps'] >= args.steps:
-      return done
   bindings = [
       f'two_colors.train_eval.num_env_steps = {args.steps}',
       f'two_colors.train_eval.seed = {seed}',
@@ -46,25 +42,9 @@ def _run_one(method, seed, args):
       f'two_colors.train_eval.flip_period = {args.flip_period}',
       'two_colors.train_eval.export = False',
   ] + list(args.gin_bindings)
-  cmd = [sys.executable, '-m', 'pipelines.train',
-         f'--gin_file={os.path.join(REPO, "gin", "two_colors", f"ac_{method}.gin")}',
-         f'--root_dir={root}'] + [f'--gin_bindings={b}' for b in bindings]
-  os.makedirs(root, exist_ok=True)
-  with open(os.path.join(root, 'stdout.log'), 'a') as log:
-    proc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                          env={**os.environ, 'TF_USE_LEGACY_KERAS': '1',
-                               'TF_CPP_MIN_LOG_LEVEL': '2'}, check=False)
-  if proc.returncode:
-    raise RuntimeError(f'{method} seed {seed} failed; see {root}/stdout.log')
-  with open(result_path) as f:
-    return json.load(f)
-
-
-def _stats(values):
-  n = len(values)
-  mean = sum(values) / n
-  std = (sum((v - mean)**2 for v in values) / (n - 1))**0.5 if n > 1 else 0.0
-  return mean, std
+  gin_file = os.path.join(REPO, 'gin', 'two_colors', f'ac_{method}.gin')
+  result, _ = study.run_cli(gin_file, root, bindings, args.steps)
+  return result
 
 
 def _plots(results, args):
@@ -76,14 +56,7 @@ def _plots(results, args):
   flips = np.arange(args.flip_period, args.steps + 1, args.flip_period)
 
   def curves(method, key):
-    runs = [r for r in results if r['method'] == method]
-    if not runs:
-      return None, None
-    length = min(len(r['history']) for r in runs)
-    steps = np.array([row['env_steps'] for row in runs[0]['history'][:length]])
-    values = np.array([[row[key] for row in r['history'][:length]]
-                       for r in runs])
-    return steps, values
+    return study.curves([r for r in results if r['method'] == method], key)
 
   fig, ax = plt.subplots(figsize=(10, 4))
   for method in args.methods:
@@ -131,7 +104,7 @@ def _plots(results, args):
     vals = [r['reward_per_step'] for r in results if r['method'] == method]
     if not vals:
       continue
-    mean, std = _stats(vals)
+    mean, std = study.stats(vals)
     ax.bar(i, mean, yerr=std, color=colours[method], alpha=0.6, capsize=4)
     ax.scatter([i] * len(vals), vals, color='k', s=12, zorder=3)
   ax.set_xticks(range(len(args.methods)))
@@ -181,8 +154,8 @@ def main():
            'final entropy weight (mean) |', '|---|---|---|---|---|---|']
   for method in args.methods:
     rs = [r for r in results if r['method'] == method]
-    mean, std = _stats([r['reward_per_step'] for r in rs])
-    ew, _ = _stats([r['entropy_weight'] for r in rs])
+    mean, std = study.stats([r['reward_per_step'] for r in rs])
+    ew, _ = study.stats([r['entropy_weight'] for r in rs])
     summary['methods'][method] = {
         'reward_per_step_mean': mean, 'reward_per_step_std': std,
         'per_seed': [r['reward_per_step'] for r in rs],

@@ -32,15 +32,12 @@ import argparse
 import concurrent.futures
 import json
 import os
-import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-# The actor-critic study's helpers (benchmarks/ is not a package).
-from two_colors import _stats  # pylint: disable=g-import-not-at-top
+import study  # pylint: disable=g-import-not-at-top
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
+REPO = study.REPO
 GIN_DIR = os.path.join(REPO, 'gin', 'two_colors')
 # Variant -> (gin file, bindings).
 VARIANTS = {
@@ -56,12 +53,6 @@ COLOURS = {'fixed_0.01': 'tab:olive', 'fixed_0.1': 'tab:gray',
 def _run_one(variant, seed, args):
   """Runs (or resumes, or skips) one run; returns its result.json."""
   root = os.path.join(args.out, 'runs', f'{variant}_s{seed}')
-  result_path = os.path.join(root, 'result.json')
-  if os.path.exists(result_path):
-    with open(result_path) as f:
-      done = json.load(f)
-    if done['env_steps'] >= args.steps:
-      return {**done, 'variant': variant, 'wall_seconds': None}
   gin_file, extra = VARIANTS[variant]
   bindings = [
       f'two_colors_q.train_eval.num_env_steps = {args.steps}',
@@ -71,33 +62,14 @@ def _run_one(variant, seed, args):
       f'two_colors_q.train_eval.flip_period = {args.flip_period}',
       'two_colors_q.train_eval.export = False',
   ] + extra + list(args.gin_bindings)
-  cmd = [sys.executable, '-m', 'pipelines.train',
-         f'--gin_file={os.path.join(GIN_DIR, gin_file)}',
-         f'--root_dir={root}'] + [f'--gin_bindings={b}' for b in bindings]
-  os.makedirs(root, exist_ok=True)
-  start = time.time()
-  with open(os.path.join(root, 'stdout.log'), 'a') as log:
-    proc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                          env={**os.environ, 'TF_USE_LEGACY_KERAS': '1',
-                               'TF_CPP_MIN_LOG_LEVEL': '2'}, check=False)
-  if proc.returncode:
-    raise RuntimeError(f'{variant} seed {seed} failed; see {root}/stdout.log')
-  with open(result_path) as f:
-    return {**json.load(f), 'variant': variant,
-            'wall_seconds': time.time() - start}
+  result, wall = study.run_cli(os.path.join(GIN_DIR, gin_file), root,
+                               bindings, args.steps)
+  return {**result, 'variant': variant, 'wall_seconds': wall}
 
 
 def _curves(results, variant, key):
   """Steps `[N]` and values `[seeds, N]` over the rows all seeds share."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  runs = [r for r in results if r['variant'] == variant and r['history']]
-  if not runs:
-    return None, None
-  length = min(len(r['history']) for r in runs)
-  steps = np.array([row['env_steps'] for row in runs[0]['history'][:length]])
-  values = np.array([[row[key] for row in r['history'][:length]]
-                     for r in runs])
-  return steps, values
+  return study.curves([r for r in results if r['variant'] == variant], key)
 
 
 def _plots(results, args):
@@ -159,7 +131,7 @@ def _plots(results, args):
     vals = [r['reward_per_step'] for r in results if r['variant'] == variant]
     if not vals:
       continue
-    mean, std = _stats(vals)
+    mean, std = study.stats(vals)
     ax.bar(i, mean, yerr=std, color=COLOURS[variant], alpha=0.6, capsize=4)
     ax.scatter([i] * len(vals), vals, color='k', s=12, zorder=3)
   ax.set_xticks(range(len(args.variants)))
@@ -218,8 +190,8 @@ def main():
            'final epsilon (mean) |', '|---|---|---|---|---|---|']
   for variant in args.variants:
     rs = [r for r in results if r['variant'] == variant]
-    mean, std = _stats([r['reward_per_step'] for r in rs])
-    eps, _ = _stats([r['epsilon'] for r in rs])
+    mean, std = study.stats([r['reward_per_step'] for r in rs])
+    eps, _ = study.stats([r['epsilon'] for r in rs])
     summary['variants'][variant] = {
         'reward_per_step_mean': mean, 'reward_per_step_std': std,
         'per_seed': [r['reward_per_step'] for r in rs],

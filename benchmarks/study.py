@@ -1,0 +1,73 @@
+"""Helpers shared by the study scripts: resumable CLI runs and statistics.
+
+`benchmarks/` is not a package; the study scripts put this folder on
+`sys.path` and `import study`.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+__all__ = ['REPO', 'run_cli', 'stats', 'curves']
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
+
+
+def run_cli(gin_file, root, bindings, steps):
+  """Runs `bmg-train` on `gin_file` into `root`, resuming or skipping.
+
+  Args:
+    gin_file: path of the gin file.
+    root: the run directory; its `stdout.log` collects the output.
+    bindings: list of gin bindings.
+    steps: the budget; a run whose `result.json` already reached it is not
+      re-run.
+
+  Returns:
+    (the run's result.json as a dict, wall seconds or None if skipped).
+
+  Raises:
+    RuntimeError: if the run fails.
+  """
+  result_path = os.path.join(root, 'result.json')
+  if os.path.exists(result_path):
+    with open(result_path) as f:
+      done = json.load(f)
+    if done['env_steps'] >= steps:
+      return done, None
+  cmd = [sys.executable, '-m', 'pipelines.train', f'--gin_file={gin_file}',
+         f'--root_dir={root}'] + [f'--gin_bindings={b}' for b in bindings]
+  os.makedirs(root, exist_ok=True)
+  start = time.time()
+  with open(os.path.join(root, 'stdout.log'), 'a') as log:
+    proc = subprocess.run(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                          env={**os.environ, 'TF_USE_LEGACY_KERAS': '1',
+                               'TF_CPP_MIN_LOG_LEVEL': '2'}, check=False)
+  if proc.returncode:
+    raise RuntimeError(f'{gin_file} into {root} failed; see '
+                       f'{root}/stdout.log')
+  with open(result_path) as f:
+    return json.load(f), time.time() - start
+
+
+def stats(values):
+  """(mean, sample standard deviation) of a list of numbers."""
+  n = len(values)
+  mean = sum(values) / n
+  std = (sum((v - mean)**2 for v in values) / (n - 1))**0.5 if n > 1 else 0.0
+  return mean, std
+
+
+def curves(runs, key):
+  """Steps `[N]` and values `[runs, N]` over the history rows all share."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  runs = [r for r in runs if r['history']]
+  if not runs:
+    return None, None
+  length = min(len(r['history']) for r in runs)
+  steps = np.array([row['env_steps'] for row in runs[0]['history'][:length]])
+  values = np.array([[row[key] for row in r['history'][:length]]
+                     for r in runs])
+  return steps, values
