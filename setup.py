@@ -33,6 +33,7 @@ setuptools.setup(
     entry_points={
         'console_scripts': [
             'bmg-train=pipelines.train:run_main',
+            'bmg-export=pipelines.export:run_main',
         ],
     },
     classifiers=[

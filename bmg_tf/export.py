@@ -11,8 +11,18 @@ TensorFlow to load (no bmg_tf import):
 | `metadata`        | none                                     | `train_step` int64, `gin_config` string, `version` string |
 
 `meta_parameters` is present when the run has meta-parameters. Inputs of the
-wrong shape or dtype are rejected by the signature itself, with a
-`ValueError`/`TypeError` that names the input.
+wrong dtype or shape are rejected at the signature's entry with an
+`InvalidArgumentError` that names the input ("... input #0 was expected to
+be a float tensor but is a double tensor", "Shape of tensor observation
+[3,7] is not compatible with expected shape [?,30]"): a serving signature
+does not check shapes by itself, so each function starts with
+`tf.ensure_shape`. Called as attributes of the loaded object
+(`loaded.action(obs)`), the same functions raise `ValueError`/`TypeError`
+from their input signature instead.
+
+`export_regressor` writes the same `meta_parameters` and `metadata`
+signatures beside `predict`: `x` float32 `[B, input_dim]` -> `y` float32
+`[B, output_dim]` (the toy regression demo).
 """
 
 import os
@@ -22,11 +32,16 @@ import tensorflow as tf
 
 import bmg_tf
 
-__all__ = ['export_policy']
+__all__ = ['export_policy', 'export_regressor']
 
 
 class _Exported(tf.Module):
   """Holds the variables and the serving functions."""
+
+
+def _checked(tensor, spec):
+  """`tensor`, with a run-time shape check that names the input."""
+  return tf.ensure_shape(tensor, spec.shape, name=spec.name)
 
 
 def export_policy(export_dir: str,
@@ -74,13 +89,16 @@ def export_policy(export_dir: str,
   obs_spec = tf.TensorSpec([None, observation_dim], tf.float32,
                            name='observation')
 
+  seed_spec = tf.TensorSpec([2], tf.int32, name='seed')
+
   def action(observation):
-    out = head_fn(observation)
+    out = head_fn(_checked(observation, obs_spec))
     return {'action': tf.argmax(out, axis=-1, output_type=tf.int64),
             head: out}
 
   def sample_action(observation, seed):
-    out = head_fn(observation)
+    out = head_fn(_checked(observation, obs_spec))
+    seed = _checked(seed, seed_spec)
     if head == 'logits':
       sampled = tf.random.stateless_categorical(out, 1, seed,
                                                 dtype=tf.int64)[:, 0]
@@ -99,17 +117,62 @@ def export_policy(export_dir: str,
   module.action = tf.function(action, input_signature=[obs_spec])
   module.sample_action = tf.function(
       sample_action,
-      input_signature=[obs_spec, tf.TensorSpec([2], tf.int32, name='seed')])
+      input_signature=[obs_spec, seed_spec])
   signatures = {
       'action': module.action.get_concrete_function(),
       'sample_action': module.sample_action.get_concrete_function(),
   }
+  return _save(module, signatures, export_dir, meta_fn, context_dim,
+               train_step, gin_config)
+
+
+def export_regressor(export_dir: str,
+                     predict_fn: Callable[[tf.Tensor], tf.Tensor],
+                     input_dim: int,
+                     variables: Sequence[tf.Variable],
+                     meta_fn: Optional[Callable[..., Mapping[str,
+                                                             tf.Tensor]]] = None,
+                     context_dim: Optional[int] = None,
+                     train_step: int = 0,
+                     gin_config: str = '') -> str:
+  """Writes a SavedModel with `predict`, `meta_parameters` and `metadata`.
+
+  Args:
+    export_dir: output directory (overwritten).
+    predict_fn: `x [B, input_dim] float32 -> y [B, output_dim] float32`.
+    input_dim: size of `x`.
+    variables: every variable `predict_fn` and `meta_fn` read.
+    meta_fn, context_dim, train_step, gin_config: as in `export_policy`.
+
+  Returns:
+    `export_dir`.
+
+  Raises:
+    ValueError: on a bad `input_dim`.
+  """
+  if input_dim <= 0:
+    raise ValueError(f'input_dim: must be positive, got {input_dim}.')
+  module = _Exported()
+  module.saved_variables = list(variables)
+  x_spec = tf.TensorSpec([None, input_dim], tf.float32, name='x')
+  module.predict = tf.function(
+      lambda x: {'y': predict_fn(_checked(x, x_spec))},
+      input_signature=[x_spec])
+  signatures = {'predict': module.predict.get_concrete_function()}
+  return _save(module, signatures, export_dir, meta_fn, context_dim,
+               train_step, gin_config)
+
+
+def _save(module, signatures, export_dir, meta_fn, context_dim, train_step,
+          gin_config):
+  """Adds `meta_parameters` (if `meta_fn`) and `metadata`; saves."""
   if meta_fn is not None:
     if context_dim is not None:
+      context_spec = tf.TensorSpec([None, context_dim], tf.float32,
+                                   name='context')
       module.meta_parameters = tf.function(
-          lambda context: dict(meta_fn(context)),
-          input_signature=[tf.TensorSpec([None, context_dim], tf.float32,
-                                         name='context')])
+          lambda context: dict(meta_fn(_checked(context, context_spec))),
+          input_signature=[context_spec])
     else:
       module.meta_parameters = tf.function(lambda: dict(meta_fn()),
                                            input_signature=[])

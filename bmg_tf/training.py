@@ -99,14 +99,22 @@ class Run:
     self.manager = tf.train.CheckpointManager(
         self.checkpoint, os.path.join(self.root_dir, 'checkpoints'),
         max_to_keep=max_to_keep)
-    self.writer = tf.summary.create_file_writer(
-        os.path.join(self.root_dir, 'summaries'))
+    self._writer = None  # Created on first use: an export leaves no file.
     self._last_time = None
     self._last_step = None
     self._last_saved = None
     self._step_fn = step_fn
     self._schedule_from(0)
     self._config_written = False
+    self.restored_from = None  # The checkpoint path `restore` loaded.
+
+  @property
+  def writer(self):
+    """The `tf.summary` writer of `root_dir/summaries`."""
+    if self._writer is None:
+      self._writer = tf.summary.create_file_writer(
+          os.path.join(self.root_dir, 'summaries'))
+    return self._writer
 
   def _schedule_from(self, step: int):
     self._next_log = (step // self.log_every + 1) * self.log_every
@@ -119,6 +127,7 @@ class Run:
     if latest is None:
       return False
     self.checkpoint.restore(latest).assert_existing_objects_matched()
+    self.restored_from = latest
     if self._step_fn is not None:
       self._schedule_from(int(self._step_fn()))
     print(f'Restored {latest}', file=self._stream, flush=True)
@@ -131,6 +140,41 @@ class Run:
       f.write(gin.operative_config_str())
     self._config_written = True
     return path
+
+  def operative_config_text(self) -> str:
+    """The run's operative gin config: the file written by training if
+    there is one (an export of an existing run), else this process's."""
+    path = os.path.join(self.root_dir, 'operative_config.gin')
+    if os.path.exists(path):
+      with open(path) as f:
+        return f.read()
+    return gin.operative_config_str()
+
+  def export(self, export_fn, export_dir: str,
+             **figures) -> Dict[str, object]:
+    """Exports a restored run without training (`train_eval(export_only=)`).
+
+    Args:
+      export_fn: `(export_dir) -> ...`, writes the SavedModel.
+      export_dir: where to write it.
+      **figures: numbers to return with it (env steps, train step...).
+
+    Returns:
+      {'export_dir': absolute path, 'checkpoint': the one restored,
+      **figures}.
+
+    Raises:
+      RunDirError: if `restore` found no checkpoint.
+    """
+    if self.restored_from is None:
+      raise RunDirError(f'root_dir: no checkpoint to export in '
+                        f'{self.manager.directory}.')
+    export_dir = os.path.abspath(os.path.expanduser(export_dir))
+    export_fn(export_dir)
+    print(f'Exported {self.restored_from} to {export_dir}',
+          file=self._stream, flush=True)
+    return {'export_dir': export_dir, 'checkpoint': self.restored_from,
+            **figures}
 
   def should_log(self, step: int) -> bool:
     """Whether `log(step, ...)` would write (crossed a log multiple)."""
@@ -225,4 +269,5 @@ class Run:
     self.maybe_save(step, force=True)
     if not self._config_written:
       self.write_operative_config()
-    self.writer.flush()
+    if self._writer is not None:
+      self._writer.flush()

@@ -15,12 +15,13 @@ import os
 
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 
-from typing import Sequence  # pylint: disable=g-import-not-at-top
+from typing import Optional, Sequence  # pylint: disable=g-import-not-at-top
 
 import gin
 import numpy as np
 import tensorflow as tf
 
+from bmg_tf import export as export_lib
 from bmg_tf import training
 from bmg_tf.core import bootstrap
 from bmg_tf.core import meta_learner as meta_learner_lib
@@ -57,7 +58,7 @@ class RegressionStream(tf.Module):
     return {'x': x, 'y': y}
 
 
-@gin.configurable
+@gin.configurable(denylist=['export_only'])
 def train_eval(root_dir: str,
                method: str = 'bmg',
                k_steps: int = 1,
@@ -74,7 +75,9 @@ def train_eval(root_dir: str,
                seed: int = 0,
                jit_compile: bool = False,
                log_every: int = 100,
-               checkpoint_every: int = 100):
+               checkpoint_every: int = 100,
+               export: bool = True,
+               export_only: Optional[str] = None):
   """Trains the toy regressor and meta-learns its learning rate.
 
   Args:
@@ -95,8 +98,14 @@ def train_eval(root_dir: str,
     jit_compile: compile the meta-step with XLA.
     log_every: meta-steps between progress lines.
     checkpoint_every: meta-steps between checkpoints.
+    export: write the SavedModel (`predict`, `meta_parameters` with the
+      learning rate, `metadata`) to `root_dir/export` at the end.
+    export_only: if set, do not train: restore the latest checkpoint of
+      `root_dir` and write its SavedModel to this directory (not bindable
+      by gin; `pipelines/export.py`).
 
   Returns:
+    With `export_only`: {'export_dir', 'checkpoint', 'train_step'}. Else a
     dict with the initial and final learning rate and the last metrics.
   """
   if method not in ('mg', 'bmg'):
@@ -137,6 +146,17 @@ def train_eval(root_dir: str,
                      step_fn=lambda: int(learner.train_step_counter),
                      learner=learner, stream=stream)
   run.restore()
+
+  def export_to(export_dir):
+    return export_lib.export_regressor(
+        export_dir, predict_fn=lambda x: net.apply(net.params, x),
+        input_dim=dim, variables=list(net.params) + list(meta.variables),
+        meta_fn=lambda: meta(), train_step=int(learner.train_step_counter),
+        gin_config=run.operative_config_text())
+
+  if export_only is not None:
+    return run.export(export_to, export_only,
+                      train_step=int(learner.train_step_counter))
   initial_lr = float(meta()['learning_rate'])
   step = int(learner.train_step_counter)
   metrics = {}
@@ -149,6 +169,8 @@ def train_eval(root_dir: str,
     run.log(step, {**metrics, 'learning_rate': lr})
     run.maybe_save(step)
   run.finish(step)
+  if export:
+    export_to(os.path.join(run.root_dir, 'export'))
   final_lr = float(meta()['learning_rate'])
   print(f'{method.upper()} K={k_steps}'
         f'{f" L={l_steps}" if method == "bmg" else ""}: learning_rate '

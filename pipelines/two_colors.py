@@ -69,7 +69,7 @@ class RunStats(tf.Module):
     self.rollouts.assign_add(1)
 
 
-@gin.configurable
+@gin.configurable(denylist=['export_only'])
 def train_eval(root_dir: str,
                env_name: str = 'TwoColors',
                method: str = 'bmg',
@@ -104,7 +104,8 @@ def train_eval(root_dir: str,
                jit_compile: bool = True,
                log_every: int = 50_000,
                checkpoint_every: int = 500_000,
-               export: bool = True):
+               export: bool = True,
+               export_only: Optional[str] = None):
   """Trains the two-colours actor-critic; returns its summary figures.
 
   Args:
@@ -149,8 +150,12 @@ def train_eval(root_dir: str,
     log_every: env steps between progress lines and summaries.
     checkpoint_every: env steps between checkpoints.
     export: write the SavedModel to `root_dir/export` at the end.
+    export_only: if set, do not train: restore the latest checkpoint of
+      `root_dir` and write its SavedModel to this directory (not bindable
+      by gin; `pipelines/export.py`).
 
   Returns:
+    With `export_only`: {'export_dir', 'env_steps', 'train_step'}. Else a
     dict: 'env_steps', 'reward_per_step' (whole run), 'entropy_weight'
     (final), 'history' (one row per log: env_steps, reward_per_step over the
     window, entropy_weight, policy_entropy). Each row is also appended to
@@ -249,6 +254,25 @@ def train_eval(root_dir: str,
                      context=context, stats=stats, cache=cache)
   run.restore()
 
+  def export_to(export_dir):
+    has_meta = method != 'fixed'
+    return export_lib.export_policy(
+        export_dir,
+        head_fn=lambda obs: agent.logits(agent.params, obs),
+        observation_dim=obs_dim,
+        variables=agent.params + list(meta.variables),
+        head='logits',
+        meta_fn=(lambda ctx: meta(ctx)) if has_meta and contextual else (
+            (lambda: meta()) if has_meta else None),
+        context_dim=context_window if has_meta and contextual else None,
+        train_step=int(learner.train_step_counter),
+        gin_config=run.operative_config_text())
+
+  if export_only is not None:
+    return run.export(export_to, export_only,
+                      env_steps=int(stats.env_steps),
+                      train_step=int(learner.train_step_counter))
+
   def entropy_weight_now():
     return float(meta(context.value())['entropy_weight'])
 
@@ -290,18 +314,7 @@ def train_eval(root_dir: str,
   run.write_result({**result, 'history': run.history('env_steps'),
                     'method': method, 'seed': seed})
   if export:
-    has_meta = method != 'fixed'
-    export_lib.export_policy(
-        os.path.join(run.root_dir, 'export'),
-        head_fn=lambda obs: agent.logits(agent.params, obs),
-        observation_dim=obs_dim,
-        variables=agent.params + list(meta.variables),
-        head='logits',
-        meta_fn=(lambda ctx: meta(ctx)) if has_meta and contextual else (
-            (lambda: meta()) if has_meta else None),
-        context_dim=context_window if has_meta and contextual else None,
-        train_step=int(learner.train_step_counter),
-        gin_config=gin.operative_config_str())
+    export_to(os.path.join(run.root_dir, 'export'))
   print(f'{method.upper()}: {step} env steps, reward/step '
         f'{result["reward_per_step"]:.4f}, entropy weight '
         f'{result["entropy_weight"]:.4f}', flush=True)

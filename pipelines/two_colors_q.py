@@ -178,7 +178,7 @@ def _epsilon_meta(method, epsilon, contextual, context_window,
                                            name='epsilon')})
 
 
-@gin.configurable
+@gin.configurable(denylist=['export_only'])
 def train_eval(root_dir: str,
                env_name: str = 'TwoColors',
                method: str = 'bmg',
@@ -213,7 +213,8 @@ def train_eval(root_dir: str,
                jit_compile: bool = True,
                log_every: int = 50_000,
                checkpoint_every: int = 500_000,
-               export: bool = True):
+               export: bool = True,
+               export_only: Optional[str] = None):
   """Trains the two-colours Q-learner; returns its summary figures.
 
   Args:
@@ -267,8 +268,12 @@ def train_eval(root_dir: str,
     log_every: env steps between progress lines, summaries and history rows.
     checkpoint_every: env steps between checkpoints.
     export: write the SavedModel to `root_dir/export` at the end.
+    export_only: if set, do not train: restore the latest checkpoint of
+      `root_dir` and write its SavedModel to this directory (not bindable
+      by gin; `pipelines/export.py`).
 
   Returns:
+    With `export_only`: {'export_dir', 'env_steps', 'train_step'}. Else a
     dict: 'env_steps', 'reward_per_step' (whole run), 'epsilon' (final, at
     the final reward context), 'learner_updates', 'replay_frames',
     'env_steps_per_iteration', 'history' (rows logged by this process:
@@ -387,6 +392,26 @@ def train_eval(root_dir: str,
                      replay=replay, context=context, stats=stats)
   run.restore()
 
+  def export_to(export_dir):
+    learned = method == 'bmg'
+    return export_lib.export_policy(
+        export_dir,
+        head_fn=lambda obs: agent.q_values(agent.params, obs),
+        observation_dim=obs_dim,
+        variables=agent.params + list(meta.variables) + [context.rewards],
+        head='q_values',
+        epsilon_fn=epsilon_fn,
+        meta_fn=(lambda ctx: meta(ctx)) if contextual else (
+            (lambda: meta()) if learned else None),
+        context_dim=context_window if contextual else None,
+        train_step=int(learner.train_step_counter),
+        gin_config=run.operative_config_text())
+
+  if export_only is not None:
+    return run.export(export_to, export_only,
+                      env_steps=int(stats.env_steps),
+                      train_step=int(learner.train_step_counter))
+
   def epsilon_now():
     return float(epsilon_fn())
 
@@ -438,19 +463,7 @@ def train_eval(root_dir: str,
   run.write_result({**result, 'history': run.history('env_steps'),
                     'method': method, 'seed': seed})
   if export:
-    learned = method == 'bmg'
-    export_lib.export_policy(
-        os.path.join(run.root_dir, 'export'),
-        head_fn=lambda obs: agent.q_values(agent.params, obs),
-        observation_dim=obs_dim,
-        variables=agent.params + list(meta.variables) + [context.rewards],
-        head='q_values',
-        epsilon_fn=epsilon_fn,
-        meta_fn=(lambda ctx: meta(ctx)) if contextual else (
-            (lambda: meta()) if learned else None),
-        context_dim=context_window if contextual else None,
-        train_step=int(learner.train_step_counter),
-        gin_config=gin.operative_config_str())
+    export_to(os.path.join(run.root_dir, 'export'))
   print(f'Q-{method.upper()}: {step} env steps, reward/step '
         f'{result["reward_per_step"]:.4f}, epsilon {result["epsilon"]:.4f}',
         flush=True)

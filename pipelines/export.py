@@ -1,0 +1,79 @@
+r"""Exports a run's latest checkpoint as a SavedModel (the `bmg-export` script).
+
+    bmg-export --root_dir=runs/two_colors_ac_bmg --export_dir=/tmp/policy
+
+Reads `root_dir/operative_config.gin` (written by training), rebuilds the
+experiment it names, restores the latest checkpoint of `root_dir` and writes
+the SavedModel to `--export_dir`, without training and without writing to
+the run directory. `--gin_bindings` override the saved config (for example
+`two_colors.train_eval.jit_compile = False`: the step is not run anyway).
+The signatures are those of `bmg_tf/export.py`. Errors print one line; set
+BMG_TF_DEBUG=1 for the traceback.
+"""
+
+import os
+
+os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import sys  # pylint: disable=g-import-not-at-top,g-bad-import-order
+
+from absl import app
+from absl import flags
+from absl import logging
+import gin
+
+from pipelines import experiment
+
+__all__ = ['main', 'run_main']
+
+flags.DEFINE_string('root_dir', None, 'Run directory to export from.')
+flags.DEFINE_string('export_dir', None, 'Where to write the SavedModel.')
+flags.DEFINE_multi_string('gin_bindings', [],
+                          'Gin bindings overriding the saved config.')
+
+FLAGS = flags.FLAGS
+
+
+def _fail(message: str):
+  message = ' '.join(str(message).split())  # One line.
+  sys.exit(f'bmg-export: error: {message}')
+
+
+def main(argv):
+  logging.set_verbosity(logging.WARNING)
+  if len(argv) > 1:
+    _fail(f'unexpected arguments: {argv[1:]}')
+  if not FLAGS.root_dir:
+    _fail('--root_dir is required.')
+  if not FLAGS.export_dir:
+    _fail('--export_dir is required.')
+  root_dir = os.path.abspath(os.path.expanduser(FLAGS.root_dir))
+  config = os.path.join(root_dir, 'operative_config.gin')
+  if not os.path.isdir(root_dir):
+    _fail(f'--root_dir: no such directory: {root_dir}')
+  if not os.path.isfile(config):
+    _fail(f'--root_dir: {config} not found; is {root_dir} a bmg-train run '
+          'directory?')
+  export_dir = os.path.abspath(os.path.expanduser(FLAGS.export_dir))
+  if export_dir == root_dir:
+    _fail('--export_dir: must differ from --root_dir.')
+  try:
+    gin.parse_config_files_and_bindings([config], FLAGS.gin_bindings)
+  except (ValueError, KeyError, NameError, ImportError, SyntaxError,
+          TypeError) as e:
+    _fail(f'bad gin config: {e}')
+  try:
+    experiment.run(root_dir=root_dir, export_dir=export_dir)
+  except ValueError as e:  # Includes RunDirError and bad settings.
+    if os.environ.get('BMG_TF_DEBUG'):
+      raise
+    _fail(e)
+
+
+def run_main():
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run_main()
