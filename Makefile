@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements/lock.txt setup.py | sha1sum
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench bazel-test buildifier clean
 
 install: $(STAMP)
 
@@ -33,5 +33,29 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/engine.py
 
+# Bazel (offline): Debian's bazel-bootstrap 4.2.3 with native py_* rules and
+# the venv as the Python toolchain; buildifier from npm. CI runs the subset
+# below; `bazel test //...` runs every test file.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+BUILDIFIER := .tools/node_modules/.bin/buildifier
+BAZEL_CI_TARGETS := //tests:build_test //tests:readme_test //tests/core/... \
+  //tests/networks/... //tests/pipelines:export_test
+
+$(BUILDIFIER):
+	npm install --prefix .tools --no-audit --no-fund --silent @bazel/buildifier@8.2.1
+
+buildifier: $(BUILDIFIER)
+	$(BUILDIFIER) -mode=check -lint=warn -r BUILD WORKSPACE build_defs.bzl bazel \
+	  bmg_tf pipelines benchmarks gin tests
+
+bazel-test: install buildifier
+	@if ! command -v bazel >/dev/null || [ ! -d /usr/share/bazel/rules/java ]; then \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get \
+	    install -y -qq --no-install-recommends bazel-bootstrap bazel-rules-java; fi
+	bazel build //...
+	bazel test $(BAZEL_CI_TARGETS)
+	bazel shutdown
+
 clean:
-	rm -rf $(VENV) runs results
+	rm -rf $(VENV) runs results .tools
+	-bazel clean --expunge

@@ -16,6 +16,7 @@ import os
 os.environ['TF_USE_LEGACY_KERAS'] = '1'
 
 import json  # pylint: disable=g-import-not-at-top
+import re
 import subprocess
 import sys
 
@@ -210,6 +211,20 @@ def test_cli_export_matches_training_export_in_a_fresh_process(case,
     assert 'dtype: DT_INT32\n        shape: (2)' in shown
   assert f'dtype: DT_FLOAT\n        shape: (-1, {obs_dim})' in shown
   assert 'dtype: DT_INT64' in shown and 'dtype: DT_STRING' in shown
+
+  if case == 'ac_bmg':  # The README's serving example runs as written.
+    text = open(os.path.join(REPO, 'README.md'), encoding='utf-8').read()
+    section = text.split('## Serve the policy', 1)[1].split('\n## ', 1)[0]
+    code = re.search(r'```python\n(.*?)```', section, re.S).group(1)
+    assert '/tmp/policy' in code
+    namespace = {}
+    exec(compile(code.replace('/tmp/policy', str(cli_dir)), 'README.md',  # pylint: disable=exec-used
+                 'exec'), namespace)
+    assert namespace['greedy'].shape == (4,)
+    assert namespace['logits'].shape == (4, 4)
+    assert namespace['weight']['entropy_weight'].shape == (1,)
+    assert int(namespace['meta']['train_step']) == int(
+        out['0/metadata/train_step'])
 
 
 def test_export_cli_errors_are_one_line(tmp_path):
