@@ -158,7 +158,8 @@ def train_eval(root_dir: str,
     With `export_only`: {'export_dir', 'env_steps', 'train_step'}. Else a
     dict: 'env_steps', 'reward_per_step' (whole run), 'entropy_weight'
     (final), 'history' (one row per log: env_steps, reward_per_step over the
-    window, entropy_weight, policy_entropy). Each row is also appended to
+    window, entropy_weight, policy_entropy, env_steps_per_sec (from the second
+    log on)). Each row is also appended to
     `root_dir/history.jsonl`, and `root_dir/result.json` holds the summary
     with the whole history across restarts. The returned 'history' holds
     only the rows logged by this process.
@@ -300,6 +301,8 @@ def train_eval(root_dir: str,
                               **window})
       if values is not None:
         row = {'env_steps': step, **window}
+        if 'steps_per_sec' in values:
+          row['env_steps_per_sec'] = values['steps_per_sec']
         history.append(row)
         run.record(row)
     run.maybe_save(step)

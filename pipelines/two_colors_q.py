@@ -277,7 +277,8 @@ def train_eval(root_dir: str,
     dict: 'env_steps', 'reward_per_step' (whole run), 'epsilon' (final, at
     the final reward context), 'learner_updates', 'replay_frames',
     'env_steps_per_iteration', 'history' (rows logged by this process:
-    env_steps, reward_per_step over the window, epsilon, policy_entropy).
+    env_steps, reward_per_step over the window, epsilon, policy_entropy,
+    env_steps_per_sec from the second log on).
     `root_dir/result.json` holds the same with the whole history across
     restarts, plus 'method' and 'seed'.
 
@@ -444,8 +445,11 @@ def train_eval(root_dir: str,
       if bad:
         raise ValueError(f'training diverged at env step {step}: '
                          f'non-finite {bad}.')
-      if run.log(step, {**scalars, **window}) is not None:
+      values = run.log(step, {**scalars, **window})
+      if values is not None:
         row = {'env_steps': step, **window}
+        if 'steps_per_sec' in values:
+          row['env_steps_per_sec'] = values['steps_per_sec']
         history.append(row)
         run.record(row)
     run.maybe_save(step)

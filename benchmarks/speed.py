@@ -1,0 +1,290 @@
+r"""Speed and memory of the two-colours actor-critic pipeline (issue 5).
+
+    python benchmarks/speed.py                  # both sweeps, ~30 min on 2 cores
+    python benchmarks/speed.py --sweeps=speed --repeats=1
+    python benchmarks/speed.py --sweeps=memory --k=1,7 --l=1,32
+
+Every measurement is one subprocess running the real pipeline
+(`pipelines.two_colors.train_eval`: in-graph TFTwoColors env, TF-Agents
+driver, the MetaLearner's compiled step), so its peak RSS is clean.
+
+* `speed`: env steps/s for fixed (8 updates per call), MG K=1, MG K=7, BMG
+  K=1 L=4 and BMG K=7 L=9 (continue from K+L-1, KL matching), each with XLA
+  on and off. 16-step rollouts, 2x256 MLPs, one env stream, as in the
+  paper. The rate is the median over the progress windows after the first
+  (the first window holds tracing and XLA compilation, reported apart as
+  `startup_s`: wall time minus steps / rate). The configurations are run in
+  `--repeats` interleaved rounds and the median is kept, so that machine
+  noise hits all of them alike. Ratios from this run: BMG/MG time per env
+  step at K=1 (BMG K=1 L=4 against MG K=1), and XLA on/off per
+  configuration.
+* `memory`: peak RSS of a BMG run (XLA on) for K in `--k` and L in `--l`,
+  3 meta-steps each, against a 'fixed' reference in the same sweep
+  (`delta_mb`).
+
+Writes `<out>/speed.json`, `<out>/speed.md` and `<out>/speed.png` (rates and
+memory curves); default `<out>` is `results/speed`.
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
+SPEED_CONFIGS = [('fixed', 8, 1), ('mg', 1, 1), ('mg', 7, 1), ('bmg', 1, 4),
+                 ('bmg', 7, 9)]
+PYTORCH_PORT_STEPS_PER_SEC = 310  # Reported in issue 5; not measured here.
+
+
+def _worker(args):
+  """Runs one pipeline configuration; prints one JSON line."""
+  sys.path.insert(0, REPO)
+  from pipelines import two_colors  # pylint: disable=g-import-not-at-top
+  kwargs = dict(method=args.method, num_env_steps=args.steps,
+                log_every=args.window, checkpoint_every=10**12,
+                export=False, jit_compile=args.xla == 'on', seed=0)
+  if args.method == 'fixed':
+    kwargs['fixed_steps_per_call'] = args.k
+  else:
+    kwargs['k_steps'] = args.k
+    kwargs['l_steps'] = args.l
+  with tempfile.TemporaryDirectory() as root:
+    start = time.perf_counter()
+    result = two_colors.train_eval(root_dir=root, **kwargs)
+    wall = time.perf_counter() - start
+  rates = [row['env_steps_per_sec'] for row in result['history']
+           if 'env_steps_per_sec' in row]
+  rate = statistics.median(rates) if rates else float('nan')
+  print(json.dumps({
+      'method': args.method, 'k': args.k, 'l': args.l, 'xla': args.xla,
+      'env_steps': result['env_steps'], 'env_steps_per_sec': rate,
+      'window_rates': rates, 'wall_s': wall,
+      'startup_s': wall - result['env_steps'] / rate if rates else wall,
+      'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss /
+                     1024.0,
+  }))
+
+
+def _run_worker(method, k, l, xla, steps, window):
+  cmd = [sys.executable, os.path.abspath(__file__), '--worker',
+         f'--method={method}', f'--k={k}', f'--l={l}', f'--xla={xla}',
+         f'--steps={steps}', f'--window={window}']
+  proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                        cwd=REPO)
+  if proc.returncode:
+    raise RuntimeError(f'worker {cmd} failed:\n{proc.stderr[-3000:]}')
+  row = json.loads(proc.stdout.strip().splitlines()[-1])
+  print(f"  {method} K={k} L={l} XLA {xla}: {row['env_steps_per_sec']:,.0f} "
+        f"env steps/s, start-up {row['startup_s']:.1f} s, peak "
+        f"{row['peak_rss_mb']:.0f} MB", flush=True)
+  return row
+
+
+def _name(method, k, l):
+  if method == 'fixed':
+    return 'fixed'
+  return f'MG K={k}' if method == 'mg' else f'BMG K={k} L={l}'
+
+
+def speed_sweep(args):
+  """Interleaved rounds over SPEED_CONFIGS x XLA; medians and ratios."""
+  runs = {}
+  for round_ in range(args.repeats):
+    print(f'speed round {round_ + 1}/{args.repeats}', flush=True)
+    for xla in args.xla:
+      for method, k, l in SPEED_CONFIGS:
+        steps, window = ((args.xla_steps, args.xla_steps // 10) if xla == 'on'
+                         else (args.eager_steps, args.eager_steps // 10))
+        row = _run_worker(method, k, l, xla, steps, window)
+        runs.setdefault((method, k, l, xla), []).append(row)
+  rows = []
+  for (method, k, l, xla), rs in runs.items():
+    rows.append({
+        'config': _name(method, k, l), 'method': method, 'k': k, 'l': l,
+        'xla': xla,
+        'env_steps_per_sec': statistics.median(
+            r['env_steps_per_sec'] for r in rs),
+        'per_round': [r['env_steps_per_sec'] for r in rs],
+        'startup_s': statistics.median(r['startup_s'] for r in rs),
+        'peak_rss_mb': max(r['peak_rss_mb'] for r in rs)})
+  rate = {(r['method'], r['k'], r['l'], r['xla']): r['env_steps_per_sec']
+          for r in rows}
+  ratios = {}
+  for xla in args.xla:
+    if ('mg', 1, 1, xla) in rate and ('bmg', 1, 4, xla) in rate:
+      # Time per env step, BMG over MG: rate(MG) / rate(BMG).
+      ratios[f'bmg_k1l4_over_mg_k1_time_per_step_xla_{xla}'] = (
+          rate[('mg', 1, 1, xla)] / rate[('bmg', 1, 4, xla)])
+    if ('mg', 7, 1, xla) in rate and ('bmg', 7, 9, xla) in rate:
+      ratios[f'bmg_k7l9_over_mg_k7_time_per_step_xla_{xla}'] = (
+          rate[('mg', 7, 1, xla)] / rate[('bmg', 7, 9, xla)])
+  if 'on' in args.xla and 'off' in args.xla:
+    for method, k, l in SPEED_CONFIGS:
+      if (method, k, l, 'on') in rate and (method, k, l, 'off') in rate:
+        ratios[f'xla_speedup_{_name(method, k, l)}'] = (
+            rate[(method, k, l, 'on')] / rate[(method, k, l, 'off')])
+  if ('bmg', 7, 9, 'on') in rate:
+    ratios['bmg_k7l9_xla_over_pytorch_port_310'] = (
+        rate[('bmg', 7, 9, 'on')] / PYTORCH_PORT_STEPS_PER_SEC)
+  return rows, ratios
+
+
+def memory_sweep(args):
+  """Peak RSS of BMG (XLA) over K x L, against a 'fixed' reference."""
+  print('memory sweep', flush=True)
+  base = _run_worker('fixed', 1, 1, 'on', 3 * 16, 10**9)
+  rows = [{'method': 'fixed', 'k': 1, 'l': 1, 'peak_rss_mb':
+           base['peak_rss_mb'], 'delta_mb': 0.0,
+           'startup_s': base['startup_s']}]
+  for k in args.k:
+    for l in args.l:
+      steps = 3 * (k + l - 1) * 16  # Three meta-steps.
+      r = _run_worker('bmg', k, l, 'on', steps, 10**9)
+      rows.append({'method': 'bmg', 'k': k, 'l': l,
+                   'peak_rss_mb': r['peak_rss_mb'],
+                   'delta_mb': r['peak_rss_mb'] - base['peak_rss_mb'],
+                   'startup_s': r['startup_s']})
+  ratios = {}
+  for k in args.k:
+    sel = {r['l']: r for r in rows if r['method'] == 'bmg' and r['k'] == k}
+    lo, hi = min(args.l), max(args.l)
+    if lo in sel and hi in sel:
+      ratios[f'k{k}_peak_rss_L{hi}_over_L{lo}'] = (
+          sel[hi]['peak_rss_mb'] / sel[lo]['peak_rss_mb'])
+  return rows, ratios
+
+
+def _markdown(speed_rows, memory_rows, ratios):
+  lines = []
+  if speed_rows:
+    lines += ['| configuration | XLA | env steps/s (median) | per round | '
+              'start-up + compile s | peak RSS MB |', '|---|---|---|---|---|---|']
+    for r in speed_rows:
+      rounds = ', '.join(f'{v:,.0f}' for v in r['per_round'])
+      lines.append(f"| {r['config']} | {r['xla']} | "
+                   f"{r['env_steps_per_sec']:,.0f} | {rounds} | "
+                   f"{r['startup_s']:.1f} | {r['peak_rss_mb']:.0f} |")
+    lines.append('')
+  if memory_rows:
+    ls = sorted({r['l'] for r in memory_rows if r['method'] == 'bmg'})
+    ks = sorted({r['k'] for r in memory_rows if r['method'] == 'bmg'})
+    base = memory_rows[0]
+    lines += [f"Peak RSS MB of BMG (XLA), 3 meta-steps; 'fixed' reference: "
+              f"{base['peak_rss_mb']:.0f} MB. Cells: peak (delta over the "
+              f"reference).", '',
+              '| K \\ L | ' + ' | '.join(str(l) for l in ls) + ' |',
+              '|---|' + '---|' * len(ls)]
+    for k in ks:
+      cells = []
+      for l in ls:
+        (r,) = [r for r in memory_rows
+                if r['method'] == 'bmg' and r['k'] == k and r['l'] == l]
+        cells.append(f"{r['peak_rss_mb']:.0f} ({r['delta_mb']:+.0f})")
+      lines.append(f'| {k} | ' + ' | '.join(cells) + ' |')
+    lines.append('')
+  if ratios:
+    lines += ['| ratio | value |', '|---|---|']
+    lines += [f'| {k} | {v:.3f} |' for k, v in ratios.items()]
+  return '\n'.join(lines) + '\n'
+
+
+def _plot(speed_rows, memory_rows, path):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+  if speed_rows:
+    ax = axes[0]
+    names = [_name(m, k, l) for m, k, l in SPEED_CONFIGS]
+    for offset, xla, colour in ((-0.2, 'off', 'tab:gray'),
+                                (0.2, 'on', 'tab:blue')):
+      values = []
+      for m, k, l in SPEED_CONFIGS:
+        sel = [r for r in speed_rows if (r['method'], r['k'], r['l'],
+                                         r['xla']) == (m, k, l, xla)]
+        values.append(sel[0]['env_steps_per_sec'] if sel else 0)
+      ax.bar([i + offset for i in range(len(names))], values, width=0.4,
+             color=colour, label=f'XLA {xla}')
+    ax.axhline(PYTORCH_PORT_STEPS_PER_SEC, color='tab:red', ls='--', lw=1,
+               label='PyTorch port (reported)')
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=15)
+    ax.set_ylabel('env steps/s')
+    ax.set_title('Two-colours pipeline throughput')
+    ax.legend()
+  if memory_rows:
+    ax = axes[1]
+    for k in sorted({r['k'] for r in memory_rows if r['method'] == 'bmg'}):
+      sel = sorted((r['l'], r['peak_rss_mb']) for r in memory_rows
+                   if r['method'] == 'bmg' and r['k'] == k)
+      ax.plot([s[0] for s in sel], [s[1] for s in sel], marker='o',
+              label=f'K={k}')
+    ax.axhline(memory_rows[0]['peak_rss_mb'], color='k', ls=':', lw=1,
+               label='fixed')
+    ax.set_xlabel('L')
+    ax.set_ylabel('peak RSS MB')
+    ax.set_title('BMG meta-step memory (XLA)')
+    ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--sweeps', default='speed,memory')
+  parser.add_argument('--xla', default='on,off')
+  parser.add_argument('--repeats', type=int, default=2)
+  parser.add_argument('--xla_steps', type=int, default=240_000)
+  parser.add_argument('--eager_steps', type=int, default=24_000)
+  parser.add_argument('--k', default='1,3,5,7')
+  parser.add_argument('--l', default='1,4,9,16,32')
+  parser.add_argument('--out', default=os.path.join(REPO, 'results',
+                                                     'speed'))
+  parser.add_argument('--worker', action='store_true')
+  parser.add_argument('--method', default='bmg')
+  parser.add_argument('--steps', type=int, default=0)
+  parser.add_argument('--window', type=int, default=0)
+  args = parser.parse_args()
+  if args.worker:
+    args.k, args.l = int(args.k), int(args.l)
+    _worker(args)
+    return
+  sweeps = set(args.sweeps.split(','))
+  if sweeps - {'speed', 'memory'} or args.repeats < 1:
+    parser.error("--sweeps: 'speed' and/or 'memory'; --repeats >= 1")
+  args.xla = [v for v in args.xla.split(',') if v]
+  if set(args.xla) - {'on', 'off'}:
+    parser.error("--xla: 'on' and/or 'off'")
+  args.k = [int(v) for v in args.k.split(',')]
+  args.l = [int(v) for v in args.l.split(',')]
+  speed_rows, memory_rows, ratios = [], [], {}
+  if 'speed' in sweeps:
+    speed_rows, r = speed_sweep(args)
+    ratios.update(r)
+  if 'memory' in sweeps:
+    memory_rows, r = memory_sweep(args)
+    ratios.update(r)
+  os.makedirs(args.out, exist_ok=True)
+  with open(os.path.join(args.out, 'speed.json'), 'w') as f:
+    json.dump({'speed': speed_rows, 'memory': memory_rows, 'ratios': ratios,
+               'pytorch_port_reported_steps_per_sec':
+                   PYTORCH_PORT_STEPS_PER_SEC}, f, indent=1)
+  table = _markdown(speed_rows, memory_rows, ratios)
+  with open(os.path.join(args.out, 'speed.md'), 'w') as f:
+    f.write(table)
+  _plot(speed_rows, memory_rows, os.path.join(args.out, 'speed.png'))
+  print(table)
+
+
+if __name__ == '__main__':
+  main()
