@@ -10,7 +10,7 @@ driver, the MetaLearner's compiled step), so its peak RSS is clean.
 
 * `speed`: env steps/s for fixed (8 updates per call), MG K=1, MG K=7, BMG
   K=1 L=4 and BMG K=7 L=9 (continue from K+L-1, KL matching), each with XLA
-  on and off. 16-step rollouts, 2x256 MLPs, one env stream, as in the
+  on and off, `--steps_per_call` meta-steps per compiled call. 16-step rollouts, 2x256 MLPs, one env stream, as in the
   paper. The rate is the median over the progress windows after the first
   (the first window holds tracing and XLA compilation, reported apart as
   `startup_s`: wall time minus steps / rate). The configurations are run in
@@ -51,7 +51,8 @@ def _worker(args):
   from pipelines import two_colors  # pylint: disable=g-import-not-at-top
   kwargs = dict(method=args.method, num_env_steps=args.steps,
                 log_every=args.window, checkpoint_every=10**12,
-                export=False, jit_compile=args.xla == 'on', seed=0)
+                export=False, jit_compile=args.xla == 'on', seed=0,
+                steps_per_call=args.steps_per_call)
   if args.method == 'fixed':
     kwargs['fixed_steps_per_call'] = args.k
   else:
@@ -74,10 +75,11 @@ def _worker(args):
   }))
 
 
-def _run_worker(method, k, l, xla, steps, window):
+def _run_worker(method, k, l, xla, steps, window, steps_per_call=1):
   cmd = [sys.executable, os.path.abspath(__file__), '--worker',
          f'--method={method}', f'--k={k}', f'--l={l}', f'--xla={xla}',
-         f'--steps={steps}', f'--window={window}']
+         f'--steps={steps}', f'--window={window}',
+         f'--steps_per_call={steps_per_call}']
   proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
                         cwd=REPO)
   if proc.returncode:
@@ -104,7 +106,8 @@ def speed_sweep(args):
       for method, k, l in SPEED_CONFIGS:
         steps, window = ((args.xla_steps, args.xla_steps // 10) if xla == 'on'
                          else (args.eager_steps, args.eager_steps // 10))
-        row = _run_worker(method, k, l, xla, steps, window)
+        row = _run_worker(method, k, l, xla, steps, window,
+                          args.steps_per_call)
         runs.setdefault((method, k, l, xla), []).append(row)
   rows = []
   for (method, k, l, xla), rs in runs.items():
@@ -250,6 +253,8 @@ def main():
   parser.add_argument('--l', default='1,4,9,16,32')
   parser.add_argument('--out', default=os.path.join(REPO, 'results',
                                                      'speed'))
+  parser.add_argument('--steps_per_call', type=int, default=1,
+                      help='meta-steps per compiled call (speed sweep)')
   parser.add_argument('--worker', action='store_true')
   parser.add_argument('--method', default='bmg')
   parser.add_argument('--steps', type=int, default=0)
@@ -276,7 +281,7 @@ def main():
     ratios.update(r)
   os.makedirs(args.out, exist_ok=True)
   with open(os.path.join(args.out, 'speed.json'), 'w') as f:
-    json.dump({'speed': speed_rows, 'memory': memory_rows, 'ratios': ratios,
+    json.dump({'steps_per_call': args.steps_per_call, 'speed': speed_rows, 'memory': memory_rows, 'ratios': ratios,
                'pytorch_port_reported_steps_per_sec':
                    PYTORCH_PORT_STEPS_PER_SEC}, f, indent=1)
   table = _markdown(speed_rows, memory_rows, ratios)

@@ -102,6 +102,7 @@ def train_eval(root_dir: str,
                step_cost: float = 0.0,
                seed: int = 0,
                jit_compile: bool = True,
+               steps_per_call: int = 1,
                log_every: int = 50_000,
                checkpoint_every: int = 500_000,
                export: bool = True,
@@ -147,6 +148,9 @@ def train_eval(root_dir: str,
     step_cost: reward subtracted every step.
     seed: seed of the networks, env stream and action sampling.
     jit_compile: compile the meta-step with XLA.
+    steps_per_call: meta-steps per compiled call (a `tf.while_loop` in the
+      graph, `MetaLearner`); the same result, less per-call overhead. The
+      budget, logs and checkpoints are checked between calls.
     log_every: env steps between progress lines and summaries.
     checkpoint_every: env steps between checkpoints.
     export: write the SavedModel to `root_dir/export` at the end.
@@ -247,7 +251,9 @@ def train_eval(root_dir: str,
           learning_rate=meta_learning_rate, epsilon=meta_epsilon,
           clip_global_norm=meta_clip_global_norm),
       batch_fn=batch_fn,
-      jit_compile=jit_compile)
+      jit_compile=jit_compile,
+      steps_per_call=steps_per_call,
+      context_fn=context.value)
   run = training.Run(root_dir, num_env_steps, step_unit='env steps',
                      log_every=log_every, checkpoint_every=checkpoint_every,
                      step_fn=lambda: int(stats.env_steps),
@@ -283,7 +289,7 @@ def train_eval(root_dir: str,
           'rollouts': int(stats.rollouts)}
   step = last['steps']
   while step < num_env_steps:
-    metrics = learner.step(context=context.value())
+    metrics = learner.step()
     step = int(stats.env_steps)
     if run.should_log(step):
       reward, ent = float(stats.total_reward), float(stats.entropy_sum)

@@ -12,6 +12,12 @@ so that one `tf.train.Checkpoint(meta_learner=...)` saves everything. Its
 `step(batches, context)` is a `tf.function` (with `jit_compile` as a switch)
 that calls the engine (`bootstrap.meta_step`), writes the new learner state
 and applies the meta-gradient.
+
+With a `batch_fn` (data made in-graph, e.g. rollouts of an in-graph env),
+`steps_per_call=N` runs N meta-steps in a `tf.while_loop` inside one compiled
+call, reading the context from `context_fn` before each. The operations and
+their order are those of N calls, so the result is the same; only the
+per-call cost (dispatch, variable hand-over to XLA) is paid once per N.
 """
 
 import types
@@ -48,6 +54,8 @@ class MetaLearner(tf.keras.Model):
                meta_optimizer: Optional[meta_params_lib.MetaOptimizer] = None,
                batch_fn: Optional[Callable[[int, Any], Any]] = None,
                jit_compile: bool = False,
+               steps_per_call: int = 1,
+               context_fn: Optional[Callable[[], tf.Tensor]] = None,
                name: str = 'meta_learner'):
     """Creates the meta-learner.
 
@@ -64,6 +72,10 @@ class MetaLearner(tf.keras.Model):
       batch_fn: optional `batch_fn(i, params) -> batch`; when given, `step`
         ignores its `batches` argument. Runs inside the compiled step.
       jit_compile: compile the step with XLA.
+      steps_per_call: meta-steps per `step` call (a `tf.while_loop`); > 1
+        needs a `batch_fn`.
+      context_fn: `() -> context [C]`, read in-graph before each meta-step
+        (when set, `step`'s `context` argument must be None).
       name: model name.
 
     Raises:
@@ -87,6 +99,13 @@ class MetaLearner(tf.keras.Model):
         raise ValueError(f'learner_params[{i}]: expected a tf.Variable, got '
                          f'{type(p).__name__}.')
     _check_finite_params(learner_params)
+    if (isinstance(steps_per_call, bool) or
+        not isinstance(steps_per_call, int) or steps_per_call < 1):
+      raise ValueError(f'steps_per_call: must be an int >= 1, got '
+                       f'{steps_per_call!r}.')
+    if steps_per_call > 1 and batch_fn is None:
+      raise ValueError('steps_per_call: > 1 needs a batch_fn (the batches '
+                       'of later meta-steps are made in-graph).')
     if config.method == 'bmg' and target_optimizer is None:
       lr = inner_optimizer.default_hparams.get('learning_rate', 0.1)
       target_optimizer = optimizers_lib.SGD(learning_rate=lr)
@@ -105,6 +124,8 @@ class MetaLearner(tf.keras.Model):
         inner_optimizer=inner_optimizer,
         target_optimizer=target_optimizer,
         batch_fn=batch_fn,
+        context_fn=context_fn,
+        steps_per_call=steps_per_call,
         state_struct=state,
         target_struct=target_state,
         jit_compile=bool(jit_compile))
@@ -120,7 +141,7 @@ class MetaLearner(tf.keras.Model):
     if meta_vars:
       # Create the meta-optimizer's slots now: not inside an XLA cluster.
       self.meta_optimizer.optimizer.build(meta_vars)
-    self._compiled_step = tf.function(self._step,
+    self._compiled_step = tf.function(self._steps,
                                       jit_compile=bool(jit_compile))
 
   @property
@@ -182,17 +203,51 @@ class MetaLearner(tf.keras.Model):
       metrics[key] = tf.cast(value, tf.float32)
     return metrics
 
+  def _steps(self, batches=None, context=None) -> Dict[str, tf.Tensor]:
+    """`steps_per_call` meta-steps; the metrics of the last."""
+    py = self._py
+    if py.context_fn is not None:
+      if context is not None:
+        raise ValueError('context: must be None when a context_fn is set.')
+    if py.steps_per_call == 1:
+      return self._step(batches, self._context(context))
+    # The metrics' structure, from a trace that is never run.
+    spec = tf.function(self._step).get_concrete_function(
+        None, self._context(context)).structured_outputs
+    zeros = tf.nest.map_structure(lambda t: tf.zeros(t.shape, t.dtype), spec)
+
+    def body(i, metrics):
+      del metrics
+      return i + 1, self._step(None, self._context(context))
+
+    _, metrics = tf.while_loop(
+        lambda i, _: i < py.steps_per_call, body, (tf.constant(0), zeros),
+        maximum_iterations=py.steps_per_call)
+    return metrics
+
+  def _context(self, context):
+    if self._py.context_fn is not None:
+      return self._py.context_fn()
+    return context
+
+  @property
+  def steps_per_call(self) -> int:
+    return self._py.steps_per_call
+
   def step(self, batches=None, context=None) -> Dict[str, tf.Tensor]:
-    """The compiled meta-step: engine, learner update and meta update.
+    """The compiled call: `steps_per_call` meta-steps (engine, learner
+    update and meta update each).
 
     Args:
       batches: nest of tensors whose leading axis indexes the steps
         (`config.batches_per_step` of them), or None with a `batch_fn`.
-      context: the meta-parameters' context `[C]`, if any.
+      context: the meta-parameters' context `[C]`, if any (None when a
+        `context_fn` was given).
 
     Returns:
-      dict of float32 scalar metrics: 'meta_loss', 'meta_grad_norm' (MG and
-      BMG), 'inner_loss', and the engine's diagnostics.
+      dict of float32 scalar metrics of the last meta-step: 'meta_loss',
+      'meta_grad_norm' (MG and BMG), 'inner_loss', and the engine's
+      diagnostics.
     """
     return self._compiled_step(batches, context)
 

@@ -464,6 +464,69 @@ class MetaLearnerTest(parameterized.TestCase, tf.test.TestCase):
     for a, b in zip(fresh.variables, learner.variables):
       self.assertAllClose(a, b, rtol=1e-12)
 
+  def _stream_learner(self, steps_per_call, jit_compile=False):
+    """BMG on an in-graph data stream, with a context read from a variable
+    that the stream also updates (as the pipelines' reward context is)."""
+    params, _ = _regression_problem(seed=3)
+    variables = [tf.Variable(p) for p in params]
+    gen = tf.random.Generator.from_seed(5)
+    w_true = tf.constant(np.random.RandomState(6).normal(size=[3, 1]), F64)
+    context = tf.Variable(tf.zeros([2], F64))
+
+    def batch_fn(i, params):
+      del i, params
+      x = gen.normal([8, 3], dtype=F64)
+      context.assign(tf.stack([tf.reduce_mean(x), context[0]]))
+      return {'x': x, 'y': tf.matmul(x, w_true)}
+
+    meta = meta_params.MetaParameters(
+        {'weight_decay': meta_params.MetaParameter(0.2, 'sigmoid', dtype=F64,
+                                                   name='wd')},
+        contextual=meta_params.ContextualMetaParameters(
+            2, {'learning_rate': 0.05}, hidden_sizes=(4,), seed=1,
+            dtype=F64, transforms={'learning_rate': 'exp'}))
+    learner = meta_learner_lib.MetaLearner(
+        variables, meta, _regression_objectives(),
+        bootstrap.BootstrapConfig(method='bmg', k_steps=2, l_steps=3),
+        optimizers.SGD(learning_rate=0.1),
+        meta_optimizer=meta_params.MetaOptimizer(learning_rate=0.01),
+        batch_fn=batch_fn, jit_compile=jit_compile,
+        steps_per_call=steps_per_call, context_fn=context.read_value)
+    return learner, context
+
+  @parameterized.parameters(False, True)
+  def test_steps_per_call_equals_separate_calls(self, jit_compile):
+    one, ctx_one = self._stream_learner(1, jit_compile)
+    three, ctx_three = self._stream_learner(3, jit_compile)
+    for _ in range(6):
+      last_one = one.step()
+    for _ in range(2):
+      last_three = three.step()
+    self.assertEqual(int(one.train_step_counter), 6)
+    self.assertEqual(int(three.train_step_counter), 6)
+    self.assertAllClose(ctx_one, ctx_three, rtol=1e-12)
+    for a, b in zip(one.variables, three.variables):
+      self.assertAllClose(a, b, rtol=1e-6, atol=1e-12)
+    # The metrics returned are those of the last meta-step.
+    self.assertAllClose(last_one['meta_loss'], last_three['meta_loss'],
+                        rtol=1e-6)
+    # And the meta-parameters moved: the loop is not a no-op.
+    fresh, _ = self._stream_learner(1, jit_compile)
+    self.assertNotAllClose(fresh.meta_variables[0], three.meta_variables[0])
+
+  def test_steps_per_call_bad_input(self):
+    params, _ = _regression_problem(seed=3)
+    variables = [tf.Variable(p) for p in params]
+    args = (variables, _regression_meta(), _regression_objectives(),
+            bootstrap.BootstrapConfig(method='mg'),
+            optimizers.SGD(learning_rate=0.1))
+    for bad in (0, 2.0, True):
+      with self.assertRaisesRegex(ValueError, 'steps_per_call'):
+        meta_learner_lib.MetaLearner(*args, steps_per_call=bad,
+                                     batch_fn=lambda i, p: None)
+    with self.assertRaisesRegex(ValueError, 'steps_per_call.*batch_fn'):
+      meta_learner_lib.MetaLearner(*args, steps_per_call=2)
+
 
 if __name__ == '__main__':
   tf.test.main()
