@@ -11,11 +11,13 @@ checkpoint of `root_dir` and writes its SavedModel to DIR
 (`pipelines/export.py`).
 """
 
-from typing import Optional
+import os
+import sys
+from typing import Optional, Sequence
 
 import gin
 
-__all__ = ['run']
+__all__ = ['run', 'cli_fail', 'cli_run']
 
 
 @gin.configurable(denylist=['export_dir'])
@@ -36,3 +38,43 @@ def run(root_dir: str, experiment=gin.REQUIRED,
   if export_dir is not None:
     return experiment(root_dir=root_dir, export_only=export_dir)
   return experiment(root_dir=root_dir)
+
+
+def cli_fail(prog: str, message) -> None:
+  """Exits with `<prog>: error: <message>` on one line (the CLIs' errors)."""
+  message = ' '.join(str(message).split())
+  sys.exit(f'{prog}: error: {message}')
+
+
+def cli_run(prog: str, config_files: Sequence[str], bindings: Sequence[str],
+            root_dir: str, export_dir: Optional[str] = None,
+            prepare=None):
+  """Parses the gin config and calls `run`, turning errors into one line.
+
+  Args:
+    prog: the command's name, for the error line.
+    config_files: gin files to parse.
+    bindings: gin bindings applied after them.
+    root_dir: the run directory.
+    export_dir: passed to `run` (export without training).
+    prepare: optional `(root_dir) -> root_dir` check run after parsing,
+      whose ValueError is reported like the others.
+
+  Returns:
+    What the experiment returns. A bad config, bad settings or an unusable
+    run directory exit with one line; with BMG_TF_DEBUG=1 the experiment's
+    errors raise instead.
+  """
+  try:
+    gin.parse_config_files_and_bindings(list(config_files), list(bindings))
+  except (ValueError, KeyError, NameError, ImportError, SyntaxError,
+          TypeError) as e:
+    cli_fail(prog, f'bad gin config: {e}')
+  try:
+    if prepare is not None:
+      root_dir = prepare(root_dir)
+    return run(root_dir=root_dir, export_dir=export_dir)
+  except ValueError as e:  # Includes RunDirError and bad settings.
+    if os.environ.get('BMG_TF_DEBUG'):
+      raise
+    cli_fail(prog, e)

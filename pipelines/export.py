@@ -16,12 +16,9 @@ import os
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-import sys  # pylint: disable=g-import-not-at-top,g-bad-import-order
-
 from absl import app
 from absl import flags
 from absl import logging
-import gin
 
 from pipelines import experiment
 
@@ -36,8 +33,7 @@ FLAGS = flags.FLAGS
 
 
 def _fail(message: str):
-  message = ' '.join(str(message).split())  # One line.
-  sys.exit(f'bmg-export: error: {message}')
+  experiment.cli_fail('bmg-export', message)
 
 
 def main(argv):
@@ -58,17 +54,8 @@ def main(argv):
   export_dir = os.path.abspath(os.path.expanduser(FLAGS.export_dir))
   if export_dir == root_dir:
     _fail('--export_dir: must differ from --root_dir.')
-  try:
-    gin.parse_config_files_and_bindings([config], FLAGS.gin_bindings)
-  except (ValueError, KeyError, NameError, ImportError, SyntaxError,
-          TypeError) as e:
-    _fail(f'bad gin config: {e}')
-  try:
-    experiment.run(root_dir=root_dir, export_dir=export_dir)
-  except ValueError as e:  # Includes RunDirError and bad settings.
-    if os.environ.get('BMG_TF_DEBUG'):
-      raise
-    _fail(e)
+  experiment.cli_run('bmg-export', [config], FLAGS.gin_bindings, root_dir,
+                     export_dir=export_dir)
 
 
 def run_main():

@@ -14,12 +14,9 @@ import os
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-import sys  # pylint: disable=g-import-not-at-top,g-bad-import-order
-
 from absl import app
 from absl import flags
 from absl import logging
-import gin
 
 from pipelines import experiment
 
@@ -35,8 +32,7 @@ FLAGS = flags.FLAGS
 
 
 def _fail(message: str):
-  message = ' '.join(str(message).split())  # One line.
-  sys.exit(f'bmg-train: error: {message}')
+  experiment.cli_fail('bmg-train', message)
 
 
 def main(argv):
@@ -53,21 +49,8 @@ def main(argv):
   # Imported late, so that bad flags fail fast and TensorFlow's start-up
   # happens only for real runs.
   from bmg_tf import training  # pylint: disable=g-import-not-at-top
-  try:
-    gin.parse_config_files_and_bindings(FLAGS.gin_file, FLAGS.gin_bindings)
-  except (ValueError, KeyError, NameError, ImportError, SyntaxError,
-          TypeError) as e:
-    _fail(f'bad gin config: {e}')
-  try:
-    training.prepare_root_dir(FLAGS.root_dir)
-  except training.RunDirError as e:
-    _fail(e)
-  try:
-    experiment.run(root_dir=FLAGS.root_dir)
-  except ValueError as e:  # Includes RunDirError and bad settings.
-    if os.environ.get('BMG_TF_DEBUG'):
-      raise
-    _fail(e)
+  experiment.cli_run('bmg-train', FLAGS.gin_file, FLAGS.gin_bindings,
+                     FLAGS.root_dir, prepare=training.prepare_root_dir)
 
 
 def run_main():
