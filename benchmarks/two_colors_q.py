@@ -72,6 +72,32 @@ def _curves(results, variant, key):
   return study.curves([r for r in results if r['variant'] == variant], key)
 
 
+FLIP_BEFORE = 30_000
+FLIP_AFTER = 50_000
+
+
+def _flip_response(results, args):
+  """Per BMG run: mean epsilon before, max epsilon after, at each flip
+  ('flip') and, as a control, half-way between flips ('mid')."""
+  rows = []
+  half = args.flip_period // 2
+  for r in sorted(results, key=lambda r: r['seed']):
+    if r['variant'] != 'bmg':
+      continue
+    history = r['history']
+    for at in range(half, args.steps, half):
+      before = [h['epsilon'] for h in history
+                if at - FLIP_BEFORE < h['env_steps'] <= at]
+      after = [h['epsilon'] for h in history
+               if at < h['env_steps'] <= at + FLIP_AFTER]
+      if before and after:
+        rows.append({'seed': r['seed'], 'at': at,
+                     'kind': 'flip' if at % args.flip_period == 0 else 'mid',
+                     'before': sum(before) / len(before),
+                     'max_after': max(after)})
+  return rows
+
+
 def _plots(results, args):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
@@ -205,6 +231,28 @@ def main():
   ranked = sorted(args.variants,
                   key=lambda v: -summary['variants'][v]['reward_per_step_mean'])
   summary['ranking'] = ranked
+  flips = _flip_response(results, args)
+  if flips:
+    summary['bmg_epsilon_at_flips'] = flips
+    lines += ['', 'BMG epsilon at each reward flip and, as a control, '
+              'half-way between flips (mean over the '
+              f'{FLIP_BEFORE:,} steps before, max over the {FLIP_AFTER:,} '
+              'after):', '',
+              '| seed | at step | kind | epsilon before | max after | ratio |',
+              '|---|---|---|---|---|---|']
+    for row in flips:
+      lines.append(f"| {row['seed']} | {row['at']:,} | {row['kind']} | "
+                   f"{row['before']:.3f} | {row['max_after']:.3f} | "
+                   f"{row['max_after'] / row['before']:.2f} |")
+    for kind in ('flip', 'mid'):
+      sel = [r for r in flips if r['kind'] == kind]
+      if sel:
+        ratios = sorted(r['max_after'] / r['before'] for r in sel)
+        rose = sum(r > 1.5 for r in ratios)
+        lines.append(f'\n{kind}: max-after / before ratio from '
+                     f'{ratios[0]:.2f} to {ratios[-1]:.2f} (median '
+                     f'{ratios[len(ratios) // 2]:.2f}); above 1.5 in {rose} '
+                     f'of {len(sel)}.')
   with open(os.path.join(args.out, 'two_colors_q.json'), 'w') as f:
     json.dump(summary, f, indent=2)
   table = '\n'.join(lines)
