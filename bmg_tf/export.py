@@ -10,6 +10,10 @@ TensorFlow to load (no bmg_tf import):
 | `meta_parameters` | `context` float32 `[B, C]` (or no input) | one float32 `[B]` (or `[]`) tensor per meta-parameter |
 | `metadata`        | none                                     | `train_step` int64, `gin_config` string, `version` string |
 
+(Image policies, e.g. Atari's, take `observation` `[B, H, W, C]` in the
+dtype the env emits, uint8: `observation_dim` may be a shape and
+`observation_dtype` a dtype.)
+
 `meta_parameters` is present when the run has meta-parameters. Inputs of the
 wrong dtype or shape are rejected at the signature's entry with an
 `InvalidArgumentError` that names the input ("... input #0 was expected to
@@ -26,7 +30,7 @@ signatures beside `predict`: `x` float32 `[B, input_dim]` -> `y` float32
 """
 
 import os
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence, Union
 
 import tensorflow as tf
 
@@ -46,7 +50,7 @@ def _checked(tensor, spec):
 
 def export_policy(export_dir: str,
                   head_fn: Callable[[tf.Tensor], tf.Tensor],
-                  observation_dim: int,
+                  observation_dim: Union[int, Sequence[int]],
                   variables: Sequence[tf.Variable],
                   head: str = 'logits',
                   meta_fn: Optional[Callable[..., Mapping[str,
@@ -54,14 +58,16 @@ def export_policy(export_dir: str,
                   context_dim: Optional[int] = None,
                   train_step: int = 0,
                   gin_config: str = '',
-                  epsilon_fn: Optional[Callable[[], tf.Tensor]] = None) -> str:
+                  epsilon_fn: Optional[Callable[[], tf.Tensor]] = None,
+                  observation_dtype: tf.DType = tf.float32) -> str:
   """Writes the SavedModel.
 
   Args:
     export_dir: output directory (overwritten).
     head_fn: `observation [B, obs_dim] float32 -> [B, A]` logits or Q-values,
       computed from `variables`.
-    observation_dim: flat observation size.
+    observation_dim: flat observation size, or the shape of one observation
+      (e.g. `[84, 84, 4]`).
     variables: every variable `head_fn` and `meta_fn` read (saved with the
       model).
     head: 'logits' (softmax policy) or 'q_values' (epsilon-greedy policy).
@@ -72,6 +78,7 @@ def export_policy(export_dir: str,
     gin_config: the operative gin config, recorded in `metadata`.
     epsilon_fn: for 'q_values': `() -> epsilon` used by `sample_action`;
       None means greedy sampling.
+    observation_dtype: dtype of the `observation` input.
 
   Returns:
     `export_dir`.
@@ -81,12 +88,14 @@ def export_policy(export_dir: str,
   """
   if head not in ('logits', 'q_values'):
     raise ValueError(f"head: must be 'logits' or 'q_values', got {head!r}.")
-  if observation_dim <= 0:
+  obs_shape = ([observation_dim] if isinstance(observation_dim, int) else
+               [int(d) for d in observation_dim])
+  if not obs_shape or min(obs_shape) <= 0:
     raise ValueError(f'observation_dim: must be positive, got '
                      f'{observation_dim}.')
   module = _Exported()
   module.saved_variables = list(variables)
-  obs_spec = tf.TensorSpec([None, observation_dim], tf.float32,
+  obs_spec = tf.TensorSpec([None] + obs_shape, tf.as_dtype(observation_dtype),
                            name='observation')
 
   seed_spec = tf.TensorSpec([2], tf.int32, name='seed')

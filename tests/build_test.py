@@ -32,7 +32,8 @@ PACKAGES = ['', 'benchmarks', 'bmg_tf', 'bmg_tf/agents', 'bmg_tf/core',
             'tests/agents', 'tests/core', 'tests/envs', 'tests/networks',
             'tests/pipelines', 'tests/tools']
 FIRST_PARTY = ('bmg_tf', 'pipelines', 'study')
-PYPI = {'gin': 'gin-config', 'absl': 'absl-py',
+PYPI = {'gin': 'gin-config', 'absl': 'absl-py', 'ale_py': 'ale-py',
+        'minatar': 'MinAtar',
         'tensorflow_probability': 'tensorflow-probability',
         'tf_agents': 'tf-agents', 'tf_keras': 'tf-keras'}
 RULES = ('bmg_py_library', 'bmg_py_binary', 'bmg_py_test')

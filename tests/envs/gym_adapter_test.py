@@ -184,3 +184,147 @@ def test_render_and_close_passthrough():
   two.reset()
   text = two.render()
   assert sorted(text.replace('.', '').replace('\n', '')) == ['A', 'B', 'R']
+
+
+class _CounterEnv(gymnasium.Env):
+  """Observation: steps since reset; reward: the action; ends after `n`."""
+
+  def __init__(self, n):
+    self.observation_space = spaces.Discrete(100)
+    self.action_space = spaces.Discrete(5)
+    self.n = n
+    self.actions = []
+    self.reset_seeds = []
+    self._t = 0
+
+  def reset(self, *, seed=None, options=None):
+    super().reset(seed=seed)
+    self.reset_seeds.append(seed)
+    self._t = 0
+    return 0, {}
+
+  def step(self, action):
+    self.actions.append(int(action))
+    self._t += 1
+    return self._t, float(action), self._t >= self.n, False, {}
+
+
+def _counter_fns():
+  """Sub-env 0 terminates after 3 steps; sub-env 1 is truncated after 2."""
+  return [
+      lambda: wrappers.RecordEpisodeStatistics(_CounterEnv(3)),
+      lambda: wrappers.RecordEpisodeStatistics(
+          wrappers.TimeLimit(_CounterEnv(100), max_episode_steps=2)),
+  ]
+
+
+# Worked out by hand from _CounterEnv and gymnasium's NEXT_STEP autoreset,
+# with actions (k % 5, (k + 2) % 5) at step k = 1..7. Rows: step types
+# (F/M/L = FIRST/MID/LAST), rewards, discounts, observations.
+_ACTIONS = [(k % 5, (k + 2) % 5) for k in range(1, 8)]
+_EXPECTED = [
+    ('FF', (0, 0), (1, 1), (0, 0)),  # reset()
+    ('MM', (1, 3), (1, 1), (1, 1)),  # k=1
+    ('ML', (2, 4), (1, 1), (2, 2)),  # k=2: sub-env 1 truncated, discount 1
+    ('LF', (3, 0), (0, 1), (3, 0)),  # k=3: 0 terminated; 1 reset (action 0)
+    ('FM', (0, 1), (1, 1), (0, 1)),  # k=4: 0 reset, its action 4 ignored
+    ('ML', (0, 2), (1, 1), (1, 2)),  # k=5: sub-env 1 truncated again
+    ('MF', (1, 0), (1, 1), (2, 0)),  # k=6: 1 reset, its action 3 ignored
+    ('LM', (2, 4), (0, 1), (3, 1)),  # k=7: sub-env 0 terminated again
+]
+_CODES = {'F': ts.StepType.FIRST, 'M': ts.StepType.MID, 'L': ts.StepType.LAST}
+
+
+def _run_counters(asynchronous):
+  env = gym_adapter.GymnasiumVectorEnvironment(
+      _counter_fns(), asynchronous=asynchronous, seed=10)
+  steps = [env.reset()]
+  stats = []
+  for k, action in enumerate(_ACTIONS, start=1):
+    steps.append(env.step(np.array(action, np.int64)))
+    if k in (3, 7):
+      stats.append(env.pop_episode_stats())
+  return env, steps, stats
+
+
+@pytest.mark.parametrize('asynchronous', [False, True])
+def test_vector_step_types_rewards_discounts_and_stats(asynchronous):
+  env, steps, stats = _run_counters(asynchronous)
+  assert len(steps) == len(_EXPECTED)
+  for k, (time_step, expected) in enumerate(zip(steps, _EXPECTED)):
+    types, rewards, discounts, obs = expected
+    assert time_step.step_type.dtype == np.int32
+    assert time_step.reward.dtype == np.float32
+    assert time_step.discount.dtype == np.float32
+    assert time_step.observation.dtype == np.int64
+    np.testing.assert_array_equal(
+        time_step.step_type, [_CODES[c] for c in types], err_msg=f'k={k}')
+    np.testing.assert_array_equal(time_step.reward, rewards, f'k={k}')
+    np.testing.assert_array_equal(time_step.discount, discounts, f'k={k}')
+    np.testing.assert_array_equal(time_step.observation, obs, f'k={k}')
+  # Returns are sums of the actions applied; lengths count agent steps.
+  assert stats == [[(7.0, 2), (6.0, 3)], [(3.0, 2), (3.0, 3)]]
+  assert env.pop_episode_stats() == []
+  env.close()
+
+
+def test_vector_ignores_action_after_last_and_seeds_first_reset():
+  env, _, _ = _run_counters(asynchronous=False)
+  counters = [e.unwrapped for e in env.vector_env.envs]
+  assert counters[0].actions == [1, 2, 3, 0, 1, 2]
+  assert counters[1].actions == [3, 4, 1, 2, 4]
+  assert counters[0].reset_seeds == [10, None]
+  assert counters[1].reset_seeds == [11, None, None]
+  info = env.get_info()  # Of k=7: sub-env 0 finished an episode.
+  np.testing.assert_array_equal(info['_episode'], [True, False])
+  assert info['episode']['r'][0] == 3.0
+
+
+def test_vector_specs_and_batching():
+  env = gym_adapter.GymnasiumVectorEnvironment(_counter_fns())
+  assert env.batched and env.batch_size == 2
+  assert env.observation_spec() == gym_adapter.spec_from_space(
+      spaces.Discrete(100), 'observation')
+  act_spec = env.action_spec()
+  assert act_spec.shape == () and act_spec.dtype == np.int64
+  assert act_spec.minimum == 0 and act_spec.maximum == 4
+  assert env.reward_spec().shape == () and env.discount_spec().shape == ()
+  assert env.get_info() is None
+  time_step = env.step(np.zeros(2, np.int64))  # First call: resets.
+  np.testing.assert_array_equal(time_step.step_type, [0, 0])
+  assert env.get_info() == {}
+  env.close()
+  assert env.vector_env.closed
+
+
+def test_vector_validate_py_environment():
+  env = gym_adapter.GymnasiumVectorEnvironment(_counter_fns(), seed=0)
+  env_utils.validate_py_environment(env, episodes=6)
+  env.close()
+
+
+def test_vector_box_actions_and_two_colors():
+  fns = [lambda: wrappers.TimeLimit(two_colors.TwoColors(), 4)] * 3
+  env = gym_adapter.GymnasiumVectorEnvironment(fns, seed=0)
+  assert env.observation_spec().shape == (30,)
+  env_utils.validate_py_environment(env, episodes=4)
+  env.close()
+  toy = gym_adapter.GymnasiumVectorEnvironment([_ToyEnv, _ToyEnv])
+  toy.reset()
+  toy.step(np.array([[0.25, -0.5], [1.0, 0.0]], np.float32))
+  np.testing.assert_array_equal(toy.vector_env.envs[1].actions[-1], [1, 0])
+  assert toy.pop_episode_stats() == []  # No RecordEpisodeStatistics.
+
+
+@pytest.mark.parametrize('env_fns', [[], (), None, [1, 2]])
+def test_vector_bad_env_fns_raise(env_fns):
+  with pytest.raises(ValueError, match='env_fns'):
+    gym_adapter.GymnasiumVectorEnvironment(env_fns)
+
+
+def test_vector_bad_seed_and_space_raise():
+  with pytest.raises(ValueError, match='seed'):
+    gym_adapter.GymnasiumVectorEnvironment(_counter_fns(), seed='0')
+  with pytest.raises(ValueError, match='action space .*MultiBinary'):
+    gym_adapter.GymnasiumVectorEnvironment(
+        [lambda: _ToyEnv(act_space=spaces.MultiBinary(2))])
