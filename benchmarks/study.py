@@ -15,7 +15,7 @@ __all__ = ['REPO', 'run_cli', 'stats', 'curves']
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 
 
-def run_cli(gin_file, root, bindings, steps):
+def run_cli(gin_file, root, bindings, steps, step_key='env_steps'):
   """Runs `bmg-train` on `gin_file` into `root`, resuming or skipping.
 
   Args:
@@ -24,6 +24,7 @@ def run_cli(gin_file, root, bindings, steps):
     bindings: list of gin bindings.
     steps: the budget; a run whose `result.json` already reached it is not
       re-run.
+    step_key: the budget's key in `result.json` ('env_steps', 'frames').
 
   Returns:
     (the run's result.json as a dict, wall seconds or None if skipped).
@@ -35,7 +36,7 @@ def run_cli(gin_file, root, bindings, steps):
   if os.path.exists(result_path):
     with open(result_path) as f:
       done = json.load(f)
-    if done['env_steps'] >= steps:
+    if done[step_key] >= steps:
       return done, None
   cmd = [sys.executable, '-m', 'pipelines.train', f'--gin_file={gin_file}',
          f'--root_dir={root}'] + [f'--gin_bindings={b}' for b in bindings]
@@ -60,14 +61,17 @@ def stats(values):
   return mean, std
 
 
-def curves(runs, key):
-  """Steps `[N]` and values `[runs, N]` over the history rows all share."""
+def curves(runs, key, step_key='env_steps'):
+  """Steps `[N]` and values `[runs, N]` over the history rows all share.
+
+  Rows without `key` (e.g. a window without finished episodes) give NaN.
+  """
   import numpy as np  # pylint: disable=g-import-not-at-top
   runs = [r for r in runs if r['history']]
   if not runs:
     return None, None
   length = min(len(r['history']) for r in runs)
-  steps = np.array([row['env_steps'] for row in runs[0]['history'][:length]])
-  values = np.array([[row[key] for row in r['history'][:length]]
-                     for r in runs])
+  steps = np.array([row[step_key] for row in runs[0]['history'][:length]])
+  values = np.array([[row.get(key, np.nan) for row in r['history'][:length]]
+                     for r in runs], dtype=float)
   return steps, values

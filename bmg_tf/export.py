@@ -123,10 +123,11 @@ def export_policy(export_dir: str,
       sampled = tf.where(explore, uniform, greedy)
     return {'action': sampled, head: out}
 
-  module.action = tf.function(action, input_signature=[obs_spec])
+  module.action = tf.function(action, input_signature=[obs_spec],
+                              autograph=False)
   module.sample_action = tf.function(
       sample_action,
-      input_signature=[obs_spec, seed_spec])
+      input_signature=[obs_spec, seed_spec], autograph=False)
   signatures = {
       'action': module.action.get_concrete_function(),
       'sample_action': module.sample_action.get_concrete_function(),
@@ -166,7 +167,7 @@ def export_regressor(export_dir: str,
   x_spec = tf.TensorSpec([None, input_dim], tf.float32, name='x')
   module.predict = tf.function(
       lambda x: {'y': predict_fn(_checked(x, x_spec))},
-      input_signature=[x_spec])
+      input_signature=[x_spec], autograph=False)
   signatures = {'predict': module.predict.get_concrete_function()}
   return _save(module, signatures, export_dir, meta_fn, context_dim,
                train_step, gin_config)
@@ -181,10 +182,11 @@ def _save(module, signatures, export_dir, meta_fn, context_dim, train_step,
                                    name='context')
       module.meta_parameters = tf.function(
           lambda context: dict(meta_fn(_checked(context, context_spec))),
-          input_signature=[context_spec])
+          input_signature=[context_spec], autograph=False)
     else:
       module.meta_parameters = tf.function(lambda: dict(meta_fn()),
-                                           input_signature=[])
+                                           input_signature=[],
+                                           autograph=False)
     signatures['meta_parameters'] = (
         module.meta_parameters.get_concrete_function())
   step = tf.constant(int(train_step), tf.int64)
@@ -192,7 +194,7 @@ def _save(module, signatures, export_dir, meta_fn, context_dim, train_step,
   version = tf.constant(bmg_tf.__version__)
   module.metadata = tf.function(
       lambda: {'train_step': step, 'gin_config': config, 'version': version},
-      input_signature=[])
+      input_signature=[], autograph=False)
   signatures['metadata'] = module.metadata.get_concrete_function()
   os.makedirs(export_dir, exist_ok=True)
   tf.saved_model.save(module, export_dir, signatures=signatures)

@@ -417,12 +417,16 @@ class ActorPolicy(tf_policy.TFPolicy):
     self._agent = agent
     self.generator = tf.random.Generator.from_seed(seed)
 
+  # Plain TF ops: autograph (which TF-Agents' tf.function wrappers turn on)
+  # would only spend seconds converting the torso.
+  @tf.autograph.experimental.do_not_convert
   def _distribution(self, time_step, policy_state):
     logits = self._agent.logits(self._agent.params, time_step.observation)
     return policy_step.PolicyStep(
         tfd.Categorical(logits=logits, dtype=self.action_spec.dtype),
         policy_state, {'logits': logits})
 
+  @tf.autograph.experimental.do_not_convert
   def _action(self, time_step, policy_state, seed=None):
     del seed  # The policy's own generator makes the stream checkpointable.
     logits = self._agent.logits(self._agent.params, time_step.observation)

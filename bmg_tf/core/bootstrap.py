@@ -38,6 +38,20 @@ is rejected.
 
 Memory: only the K differentiated steps are recorded on the meta-tape, so
 second-order memory grows with K and not with L.
+
+Data parallelism (`grad_reducer`). Under a `tf.distribute` strategy each
+replica runs `meta_step` on its shard of the batch, and `grad_reducer` (e.g.
+a MEAN all-reduce across replicas) maps the gradients of every inner step
+(the K differentiated ones and the L-1 bootstrap ones) and of BMG's target
+step to the global gradients before the optimizer sees them, so every
+replica takes the same update (and global-norm clipping in the optimizer
+sees the global norm). The meta-tape differentiates through the reducer: it
+must have a correct gradient (a MEAN all-reduce's gradient is again a MEAN
+all-reduce). A synchronising reducer cannot run inside a `tf.while_loop`
+(MirroredStrategy's all-reduce needs a `merge_call`), so with a
+`grad_reducer` the L-1 bootstrap steps are unrolled in Python (the graph
+grows with L) and `batch_fn` receives Python ints there too. The
+meta-gradients are returned per replica; reducing them is the caller's job.
 """
 
 import dataclasses
@@ -65,6 +79,7 @@ MATCH_BATCHES = ('target', 'fresh')
 Params = List[tf.Tensor]
 Batch = Any
 MetaValues = Mapping[str, tf.Tensor]
+GradReducer = Callable[[List[tf.Tensor]], Sequence[tf.Tensor]]
 
 
 @gin.configurable
@@ -220,13 +235,26 @@ def _check_objectives(objectives: Objectives, config: BootstrapConfig):
       raise ValueError("objectives.value: required by 'value_l2' matching.")
 
 
+def _reduce_grads(grad_reducer, grads, params):
+  """Applies `grad_reducer` (None gradients become zeros first)."""
+  if grad_reducer is None:
+    return grads
+  grads = [tf.zeros_like(p) if g is None else tf.convert_to_tensor(g)
+           for g, p in zip(grads, params)]
+  reduced = list(grad_reducer(grads))
+  if len(reduced) != len(grads):
+    raise ValueError(f'grad_reducer: returned {len(reduced)} gradients for '
+                     f'{len(grads)} parameters.')
+  return reduced
+
+
 def _inner_step(objectives, optimizer, params, opt_state, batch,
-                meta_values):
+                meta_values, grad_reducer=None):
   """One differentiable inner update; returns (params, opt_state, loss)."""
   with tf.GradientTape(watch_accessed_variables=False) as tape:
     tape.watch(params)
     loss = objectives.inner_loss(params, batch, meta_values)
-  grads = tape.gradient(loss, params)
+  grads = _reduce_grads(grad_reducer, tape.gradient(loss, params), params)
   hparams = (objectives.optimizer_hparams(meta_values)
              if objectives.optimizer_hparams is not None else None)
   new_params, new_state = optimizer.update(grads, opt_state, params, hparams)
@@ -234,12 +262,15 @@ def _inner_step(objectives, optimizer, params, opt_state, batch,
 
 
 def _bootstrap_steps(objectives, optimizer, params, opt_state, batch_fn,
-                     meta_values, first, count):
+                     meta_values, first, count, grad_reducer=None):
   """`count` inner steps in a `tf.while_loop`, for steps first..first+count-1.
 
   A loop, not an unrolled sequence, so that the graph (and XLA's compile
   time) does not grow with L and only one step's buffers are live at a time.
-  `batch_fn` receives the step index as an int32 scalar tensor here.
+  `batch_fn` receives the step index as an int32 scalar tensor here. With a
+  `grad_reducer` (which may synchronise replicas, impossible inside a
+  `tf.while_loop` under MirroredStrategy) the steps are unrolled instead and
+  `batch_fn` receives Python ints.
 
   Returns:
     (params, opt_state, mean inner loss or None if count == 0).
@@ -247,6 +278,14 @@ def _bootstrap_steps(objectives, optimizer, params, opt_state, batch_fn,
   if count == 0:
     return params, opt_state, None
   dtype = params[0].dtype if params else tf.float32
+  if grad_reducer is not None:
+    loss_sum = tf.zeros([], dtype)
+    for i in range(first, first + count):
+      params, opt_state, loss = _inner_step(
+          objectives, optimizer, params, opt_state, batch_fn(i, params),
+          meta_values, grad_reducer)
+      loss_sum += tf.cast(loss, dtype)
+    return list(params), opt_state, loss_sum / count
 
   def body(i, x, state, loss_sum):
     x, state, loss = _inner_step(objectives, optimizer, x, state,
@@ -261,12 +300,13 @@ def _bootstrap_steps(objectives, optimizer, params, opt_state, batch_fn,
   return list(params), opt_state, loss_sum / count
 
 
-def _outer_step(objectives, optimizer, params, opt_state, batch):
+def _outer_step(objectives, optimizer, params, opt_state, batch,
+                grad_reducer=None):
   """One step on the outer objective (the target step), no meta terms."""
   with tf.GradientTape(watch_accessed_variables=False) as tape:
     tape.watch(params)
     loss = objectives.outer_loss(params, batch)
-  grads = tape.gradient(loss, params)
+  grads = _reduce_grads(grad_reducer, tape.gradient(loss, params), params)
   new_params, new_state = optimizer.update(grads, opt_state, params)
   return list(new_params), new_state, loss
 
@@ -302,7 +342,8 @@ def meta_step(params: Sequence[tf.Tensor],
               inner_optimizer: optimizers_lib.Optimizer,
               batches: Union[Callable[[int, Params], Batch], Any],
               target_optimizer: Optional[optimizers_lib.Optimizer] = None,
-              target_opt_state: Any = None) -> MetaStepResult:
+              target_opt_state: Any = None,
+              grad_reducer: Optional[GradReducer] = None) -> MetaStepResult:
   """Computes one MG, BMG or fixed meta-step. Pure: assigns nothing.
 
   Args:
@@ -320,6 +361,12 @@ def meta_step(params: Sequence[tf.Tensor],
     target_optimizer: BMG's target-step optimizer (e.g. SGD, or RMSProp for a
       preconditioned step). Required for BMG.
     target_opt_state: its state; carried across meta-steps by the caller.
+    grad_reducer: optional `grads -> grads` (lists aligned with `params`,
+      float tensors of their shapes; None gradients are given as zeros),
+      applied to the gradients of every inner step and of BMG's target step
+      before the optimizer update, e.g. a MEAN all-reduce across replicas
+      (see the module docstring). Must be differentiable. None: the
+      gradients are used as they are (and the graph is unchanged).
 
   Returns:
     A `MetaStepResult`.
@@ -333,6 +380,9 @@ def meta_step(params: Sequence[tf.Tensor],
   _check_objectives(objectives, config)
   if config.method == 'bmg' and target_optimizer is None:
     raise ValueError('target_optimizer: required for BMG.')
+  if grad_reducer is not None and not callable(grad_reducer):
+    raise ValueError(f'grad_reducer: must be callable or None, got '
+                     f'{type(grad_reducer).__name__}.')
   params = [tf.convert_to_tensor(p) for p in params]
   meta_variables = list(meta_variables)
   batch_fn = _as_batch_fn(batches)
@@ -352,10 +402,11 @@ def meta_step(params: Sequence[tf.Tensor],
         if config.method == 'fixed':
           with meta_tape.stop_recording():
             x, state, loss = _inner_step(objectives, inner_optimizer, x,
-                                         state, batch, _stop(meta_values))
+                                         state, batch, _stop(meta_values),
+                                         grad_reducer)
         else:
           x, state, loss = _inner_step(objectives, inner_optimizer, x, state,
-                                       batch, meta_values)
+                                       batch, meta_values, grad_reducer)
         inner_losses.append(loss)
       x_k, state_k = x, state
       next_params, next_state = x_k, state_k
@@ -373,7 +424,8 @@ def meta_step(params: Sequence[tf.Tensor],
           const_meta = _stop(meta_values)
           x_kl, state_kl, boot_loss = _bootstrap_steps(
               objectives, inner_optimizer, _stop(x_k), _stop(state_k),
-              batch_fn, const_meta, first=k, count=l - 1)
+              batch_fn, const_meta, first=k, count=l - 1,
+              grad_reducer=grad_reducer)
           if boot_loss is not None:
             inner_losses.extend([boot_loss] * (l - 1))
           target_batch = batch_fn(k + l - 1, x_kl)
@@ -381,7 +433,7 @@ def meta_step(params: Sequence[tf.Tensor],
             target_opt_state = target_optimizer.init(x_kl)
           target, new_target_state, target_loss = _outer_step(
               objectives, target_optimizer, x_kl, target_opt_state,
-              target_batch)
+              target_batch, grad_reducer)
           target = _stop(target)
           match_batch = (target_batch if config.match_batch == 'target' else
                          batch_fn(k + l, target))

@@ -18,19 +18,69 @@ With a `batch_fn` (data made in-graph, e.g. rollouts of an in-graph env),
 call, reading the context from `context_fn` before each. The operations and
 their order are those of N calls, so the result is the same; only the
 per-call cost (dispatch, variable hand-over to XLA) is paid once per N.
+
+Distribution (`strategy`). Under a `tf.distribute.Strategy` (see
+`distribute.make_strategy`) the caller creates the learner's and the
+meta-parameters' variables (and a `meta_optimizer`, if it passes one) in
+`strategy.scope()`; the meta-learner creates its own (optimizer states,
+counter, meta-optimizer slots) there too. With the default strategy (or
+None) nothing changes: same graph, same results. Otherwise each `step` is
+synchronous data parallelism:
+
+1. The global batch is split into equal shards along `batch_axis` (default 2
+   for leaves `[step, T(+1), B, ...]`), one per replica.
+2. Each replica runs the engine on its shard with
+   `grad_reducer = MEAN all-reduce across replicas`: every inner gradient
+   (K differentiated steps, L-1 bootstrap steps) and BMG's target-step
+   gradient is the global-batch gradient before the optimizer (and its
+   global-norm clipping) sees it, so all replicas keep identical learner
+   parameters.
+3. The meta-gradients are MEAN all-reduced and applied once (identically on
+   every replica's copy); the new learner and optimizer states are written
+   replica by replica (identical values, no extra communication).
+4. The metrics are MEAN-reduced over replicas.
+
+When every loss is a mean over the batch and the shards are equal, this is
+the single-device update on the global batch (up to float rounding): the
+meta-tape differentiates through the all-reduce, whose gradient (a MEAN
+all-reduce of the cotangents, TensorFlow's own `ReplicaContext.all_reduce`
+gradient) is exact at first and second order. BMG with `reduction='sum'`
+(a sum over each replica's states) is not, so it is rejected.
+
+Under a multi-replica strategy:
+
+* `jit_compile=True` is rejected except under `TPUStrategy` (which always
+  compiles with XLA): XLA cannot compile a `strategy.run` whose replicas and
+  mirrored variables live on several devices, and MirroredStrategy's
+  all-reduce on CPUs needs a `merge_call`, which cannot run inside an
+  XLA-compiled replica function.
+* `batch_fn` runs on each replica and must return that replica's shard
+  (`tf.distribute.get_replica_context()` gives `replica_id_in_sync_group`
+  and `num_replicas_in_sync`); under the default strategy that context is
+  replica 0 of 1, so the same `batch_fn` serves both. Its state (e.g. an
+  in-graph environment) is the caller's concern. `context_fn` is read once
+  per meta-step in cross-replica context and given to every replica.
+* `steps_per_call > 1` runs `strategy.run` inside the `tf.while_loop`.
+* The L-1 bootstrap steps are unrolled (see `bootstrap`), since the
+  all-reduce cannot run inside a `tf.while_loop` under MirroredStrategy.
 """
 
+import contextlib
 import types
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import (Any, Callable, Dict, Iterator, Mapping, Optional, Sequence,
+                    Tuple)
 
 import gin
 import tensorflow as tf
 
 from bmg_tf.core import bootstrap
+from bmg_tf.core import distribute as distribute_lib
 from bmg_tf.core import meta_params as meta_params_lib
 from bmg_tf.core import optimizers as optimizers_lib
 
 __all__ = ['MetaLearner']
+
+_MEAN = tf.distribute.ReduceOp.MEAN
 
 
 def _check_finite_params(params):
@@ -38,6 +88,58 @@ def _check_finite_params(params):
     if not p.dtype.is_floating:
       raise ValueError(f'learner_params[{i}]: must be a float variable, got '
                        f'{p.dtype.name}.')
+
+
+def _leaves_with_paths(nest, path='batches') -> Iterator[Tuple[str, Any]]:
+  """(path, leaf) pairs of a nest of dicts, lists and tuples, for messages."""
+  if isinstance(nest, Mapping):
+    for key in sorted(nest):
+      yield from _leaves_with_paths(nest[key], f'{path}[{key!r}]')
+  elif isinstance(nest, (list, tuple)):
+    fields = getattr(nest, '_fields', None)
+    for i, item in enumerate(nest):
+      yield from _leaves_with_paths(
+          item, f'{path}.{fields[i]}' if fields else f'{path}[{i}]')
+  elif nest is not None:
+    yield path, nest
+
+
+def _is_tpu(strategy) -> bool:
+  return isinstance(strategy, (tf.distribute.TPUStrategy,
+                               tf.distribute.experimental.TPUStrategy))
+
+
+def _assign(variable, value):
+  return variable.assign(value)
+
+
+def _all_reduce_mean(ctx, tensors):
+  """MEAN all-reduce across replicas of a list of tensors (replica context).
+
+  The tensors are packed into one flat vector per dtype, so that one
+  collective (and far fewer ops) serves all of them. Differentiable at any
+  order: the gradient of TensorFlow's all-reduce is again an all-reduce, and
+  packing is reshapes, concatenation and slicing.
+
+  Args:
+    ctx: the `tf.distribute.ReplicaContext`.
+    tensors: list of float tensors with static shapes.
+
+  Returns:
+    The reduced tensors: a list aligned with `tensors`, same shapes/dtypes.
+  """
+  tensors = [tf.convert_to_tensor(t) for t in tensors]
+  out = [None] * len(tensors)
+  by_dtype = {}
+  for i, t in enumerate(tensors):
+    by_dtype.setdefault(t.dtype, []).append(i)
+  for indices in by_dtype.values():
+    flat = tf.concat([tf.reshape(tensors[i], [-1]) for i in indices], 0)
+    reduced = ctx.all_reduce(_MEAN, flat)
+    sizes = [tensors[i].shape.num_elements() for i in indices]
+    for i, part in zip(indices, tf.split(reduced, sizes)):
+      out[i] = tf.reshape(part, tensors[i].shape)
+  return out
 
 
 @gin.configurable
@@ -56,6 +158,8 @@ class MetaLearner(tf.keras.Model):
                jit_compile: bool = False,
                steps_per_call: int = 1,
                context_fn: Optional[Callable[[], tf.Tensor]] = None,
+               strategy: Optional[tf.distribute.Strategy] = None,
+               batch_axis: int = 2,
                name: str = 'meta_learner'):
     """Creates the meta-learner.
 
@@ -76,6 +180,13 @@ class MetaLearner(tf.keras.Model):
         needs a `batch_fn`.
       context_fn: `() -> context [C]`, read in-graph before each meta-step
         (when set, `step`'s `context` argument must be None).
+      strategy: optional `tf.distribute.Strategy`; `learner_params`, the
+        meta-parameters and a given `meta_optimizer` must have been created
+        in its `scope()`. None or the default strategy: single device, as
+        without it. See the module docstring.
+      batch_axis: the axis of every `batches` leaf along which a
+        multi-replica strategy splits the global batch (2 for
+        `[step, T(+1), B, ...]`); >= 1, since axis 0 indexes the steps.
       name: model name.
 
     Raises:
@@ -106,12 +217,86 @@ class MetaLearner(tf.keras.Model):
     if steps_per_call > 1 and batch_fn is None:
       raise ValueError('steps_per_call: > 1 needs a batch_fn (the batches '
                        'of later meta-steps are made in-graph).')
+    if (isinstance(batch_axis, bool) or not isinstance(batch_axis, int) or
+        batch_axis < 1):
+      raise ValueError(f'batch_axis: must be an int >= 1 (axis 0 indexes '
+                       f'the steps), got {batch_axis!r}.')
+    if strategy is not None and not isinstance(strategy,
+                                               tf.distribute.Strategy):
+      raise ValueError(f'strategy: expected a tf.distribute.Strategy or '
+                       f'None, got {type(strategy).__name__}.')
+    distributed = (strategy is not None and
+                   not distribute_lib.is_default_strategy(strategy))
+    replicas = strategy.num_replicas_in_sync if distributed else 1
+    if distributed:
+      self._check_distributed(strategy, replicas, config, jit_compile,
+                              learner_params, meta_parameters,
+                              meta_optimizer)
     if config.method == 'bmg' and target_optimizer is None:
       lr = inner_optimizer.default_hparams.get('learning_rate', 0.1)
       target_optimizer = optimizers_lib.SGD(learning_rate=lr)
     self.config = config
     self.learner_params = learner_params
     self.meta_parameters = meta_parameters
+    # The meta-learner's own variables live where the caller's do.
+    scope = strategy.scope() if distributed else contextlib.nullcontext()
+    with scope:
+      self._init_variables(inner_optimizer, target_optimizer, meta_optimizer)
+    self._py.objectives = objectives
+    self._py.batch_fn = batch_fn
+    self._py.context_fn = context_fn
+    self._py.steps_per_call = steps_per_call
+    self._py.jit_compile = bool(jit_compile)
+    self._py.strategy = strategy if distributed else None
+    self._py.replicas = replicas
+    self._py.batch_axis = batch_axis
+    # TPUStrategy compiles the replica function with XLA by itself. No
+    # autograph: the engine's control flow is explicit (tf.while_loop,
+    # tf.cond), and converting every function it reaches took most of the
+    # tracing time of a conv-net meta-step.
+    self._compiled_step = tf.function(
+        self._steps,
+        jit_compile=bool(jit_compile) and not (distributed and
+                                               _is_tpu(strategy)),
+        autograph=False)
+
+  def _check_distributed(self, strategy, replicas, config, jit_compile,
+                         learner_params, meta_parameters, meta_optimizer):
+    """Raises ValueError on what a non-default strategy cannot run."""
+    if jit_compile and not _is_tpu(strategy):
+      raise ValueError(
+          f'jit_compile: not supported under {type(strategy).__name__} (use '
+          f'jit_compile=False; TPUStrategy compiles with XLA by itself): '
+          f'XLA cannot compile a strategy.run whose replicas and mirrored '
+          f'variables live on several devices, and the all-reduce of the '
+          f'inner gradients needs a merge_call, which cannot run inside an '
+          f'XLA-compiled replica function.')
+    if (replicas > 1 and config.method == 'bmg' and
+        config.reduction == 'sum'):
+      raise ValueError(
+          f"config: BMG with reduction='sum' under {replicas} replicas is "
+          f"not the single-device update (each replica sums over its own "
+          f"shard, and the shards' meta-gradients are averaged); use "
+          f"reduction='mean'.")
+    for i, p in enumerate(learner_params):
+      if not strategy.extended.variable_created_in_scope(p):
+        raise ValueError(f'learner_params[{i}]: {p.name} was not created in '
+                         f'strategy.scope().')
+    for v in meta_parameters.trainable_variables:
+      if not strategy.extended.variable_created_in_scope(v):
+        raise ValueError(f'meta_parameters: {v.name} was not created in '
+                         f'strategy.scope().')
+    if meta_optimizer is not None:
+      with strategy.scope():
+        iterations = meta_optimizer.optimizer.iterations
+      if not strategy.extended.variable_created_in_scope(iterations):
+        raise ValueError('meta_optimizer: its Keras optimizer was not '
+                         'created in strategy.scope().')
+
+  def _init_variables(self, inner_optimizer, target_optimizer,
+                      meta_optimizer):
+    """Creates the optimizer states, counter and meta-optimizer slots."""
+    learner_params = self.learner_params
     self.meta_optimizer = meta_optimizer or meta_params_lib.MetaOptimizer()
     self.train_step_counter = tf.Variable(0, dtype=tf.int64, trainable=False,
                                           name='train_step')
@@ -120,15 +305,10 @@ class MetaLearner(tf.keras.Model):
                     if target_optimizer is not None else ())
     # Untracked holder for Python objects and nest templates.
     self._py = types.SimpleNamespace(
-        objectives=objectives,
         inner_optimizer=inner_optimizer,
         target_optimizer=target_optimizer,
-        batch_fn=batch_fn,
-        context_fn=context_fn,
-        steps_per_call=steps_per_call,
         state_struct=state,
-        target_struct=target_state,
-        jit_compile=bool(jit_compile))
+        target_struct=target_state)
     self.opt_state_vars = [
         tf.Variable(t, trainable=False, name=f'opt_state_{i}')
         for i, t in enumerate(tf.nest.flatten(state))
@@ -141,8 +321,6 @@ class MetaLearner(tf.keras.Model):
     if meta_vars:
       # Create the meta-optimizer's slots now: not inside an XLA cluster.
       self.meta_optimizer.optimizer.build(meta_vars)
-    self._compiled_step = tf.function(self._steps,
-                                      jit_compile=bool(jit_compile))
 
   @property
   def jit_compile(self) -> bool:
@@ -156,8 +334,20 @@ class MetaLearner(tf.keras.Model):
     return tf.nest.pack_sequence_as(struct,
                                     [v.read_value() for v in variables])
 
+  @property
+  def strategy(self) -> Optional[tf.distribute.Strategy]:
+    """The non-default strategy the step runs under, else None."""
+    return self._py.strategy
+
+  @property
+  def batch_axis(self) -> int:
+    return self._py.batch_axis
+
   def compute(self, batches=None, context=None) -> bootstrap.MetaStepResult:
     """Runs the engine on the current state without assigning anything.
+
+    On one device, on the whole batch, whatever the strategy (call it in
+    cross-replica context): the single-device reference of `step`.
 
     Args:
       batches: nest of tensors with a leading step axis, or None when a
@@ -167,6 +357,9 @@ class MetaLearner(tf.keras.Model):
     Returns:
       `bootstrap.MetaStepResult`.
     """
+    return self._compute(batches, context)
+
+  def _compute(self, batches, context, grad_reducer=None):
     py = self._py
     source = py.batch_fn if py.batch_fn is not None else batches
     target_state = (self._read(self.target_state_vars, py.target_struct)
@@ -181,9 +374,12 @@ class MetaLearner(tf.keras.Model):
         inner_optimizer=py.inner_optimizer,
         batches=source,
         target_optimizer=py.target_optimizer,
-        target_opt_state=target_state)
+        target_opt_state=target_state,
+        grad_reducer=grad_reducer)
 
   def _step(self, batches=None, context=None) -> Dict[str, tf.Tensor]:
+    if self._py.strategy is not None:
+      return self._distributed_step(batches, context)
     result = self.compute(batches, context)
     for v, t in zip(self.learner_params, result.params):
       v.assign(t)
@@ -202,6 +398,88 @@ class MetaLearner(tf.keras.Model):
     for key, value in result.info.items():
       metrics[key] = tf.cast(value, tf.float32)
     return metrics
+
+  def _shard(self, batches, replica_id, num_replicas):
+    """Replica `replica_id`'s equal slice of every leaf along batch_axis."""
+    if num_replicas == 1:
+      return batches
+    axis = self._py.batch_axis
+
+    def shard(t):
+      t = tf.convert_to_tensor(t)
+      size = t.shape[axis] // num_replicas
+      begin = [replica_id * size if a == axis else 0
+               for a in range(t.shape.rank)]
+      sizes = [size if a == axis else -1 for a in range(t.shape.rank)]
+      return tf.slice(t, begin, sizes)
+
+    return tf.nest.map_structure(shard, batches)
+
+  def _check_batches(self, batches):
+    """Raises ValueError unless every leaf splits into equal shards."""
+    replicas, axis = self._py.replicas, self._py.batch_axis
+    if batches is None or replicas == 1 or callable(batches):
+      return
+    for path, leaf in _leaves_with_paths(batches):
+      shape = tf.TensorShape(getattr(leaf, 'shape', None))
+      if shape.rank is None or shape.rank <= axis:
+        raise ValueError(f'batches: leaf {path} has shape {shape}, without '
+                         f'the batch axis {axis} to split across {replicas} '
+                         f'replicas.')
+      if shape[axis] is None or shape[axis] % replicas:
+        raise ValueError(f'batches: leaf {path} has batch size {shape[axis]} '
+                         f'(axis {axis} of {shape}), not divisible by the '
+                         f'{replicas} replicas.')
+
+  def _replica_step(self, shards, context):
+    """The engine and the meta update on one replica (replica context)."""
+    ctx = tf.distribute.get_replica_context()
+    reducer = None
+    if ctx.num_replicas_in_sync > 1:
+      # TensorFlow's all-reduce has a gradient (again an all-reduce), exact
+      # at every order, so the meta-tape can differentiate through it.
+      reducer = lambda grads: _all_reduce_mean(ctx, grads)
+    result = self._compute(shards, context, reducer)
+    metrics = {'meta_loss': tf.cast(result.meta_loss, tf.float32)}
+    meta_vars = self.meta_variables
+    if self.config.method != 'fixed' and meta_vars:
+      grads = [tf.zeros_like(v) if g is None else g
+               for g, v in zip(result.meta_grads, meta_vars)]
+      if reducer is not None:
+        grads = reducer(grads)
+      # Reduced already (the same on every replica): Keras must not sum
+      # them again across replicas.
+      metrics['meta_grad_norm'] = self.meta_optimizer.apply(
+          grads, meta_vars, aggregate=False)
+    for key, value in result.info.items():
+      metrics[key] = tf.cast(value, tf.float32)
+    target_state = (tf.nest.flatten(result.target_opt_state)
+                    if result.target_opt_state is not None else [])
+    return (list(result.params), tf.nest.flatten(result.opt_state),
+            target_state, metrics)
+
+  def _distributed_step(self, batches, context) -> Dict[str, tf.Tensor]:
+    """One meta-step under a non-default strategy (cross-replica context)."""
+    strategy = self._py.strategy
+    with strategy.scope(), tf.name_scope('distributed_meta_step'):
+      shards = None
+      if self._py.batch_fn is None:
+        self._check_batches(batches)
+        shards = strategy.experimental_distribute_values_from_function(
+            lambda value_context: self._shard(
+                batches, value_context.replica_id_in_sync_group,
+                value_context.num_replicas_in_sync))
+      params, opt_state, target_state, metrics = strategy.run(
+          self._replica_step, args=(shards, context))
+      # Every replica holds the same values: each keeps its own copy.
+      for variables, values in ((self.learner_params, params),
+                                (self.opt_state_vars, opt_state),
+                                (self.target_state_vars, target_state)):
+        for v, t in zip(variables, values):
+          strategy.extended.update(v, _assign, args=(t,), group=False)
+      self.train_step_counter.assign_add(1)
+      return {key: strategy.reduce(_MEAN, value, axis=None)
+              for key, value in metrics.items()}
 
   def _steps(self, batches=None, context=None) -> Dict[str, tf.Tensor]:
     """`steps_per_call` meta-steps; the metrics of the last."""
@@ -241,14 +519,22 @@ class MetaLearner(tf.keras.Model):
     Args:
       batches: nest of tensors whose leading axis indexes the steps
         (`config.batches_per_step` of them), or None with a `batch_fn`.
+        Under a multi-replica strategy, the global batch: every leaf is split
+        into equal shards along `batch_axis`.
       context: the meta-parameters' context `[C]`, if any (None when a
         `context_fn` was given).
 
     Returns:
       dict of float32 scalar metrics of the last meta-step: 'meta_loss',
       'meta_grad_norm' (MG and BMG), 'inner_loss', and the engine's
-      diagnostics.
+      diagnostics (under a strategy, their MEAN over replicas).
+
+    Raises:
+      ValueError: under a multi-replica strategy, naming a `batches` leaf
+        whose batch axis does not split into equal shards.
     """
+    if self._py.batch_fn is None:
+      self._check_batches(batches)
     return self._compiled_step(batches, context)
 
   def call(self, inputs=None, training=None):

@@ -347,12 +347,17 @@ class MetaOptimizer(tf.Module):
         epsilon=epsilon)
 
   def apply(self, grads: Sequence[tf.Tensor],
-            variables: Sequence[tf.Variable]) -> tf.Tensor:
+            variables: Sequence[tf.Variable],
+            aggregate: bool = True) -> tf.Tensor:
     """Clips (optionally) and applies `grads` to `variables`.
 
     Args:
       grads: list of tensors aligned with `variables`; None means zero.
       variables: the meta-variables.
+      aggregate: let the Keras optimizer sum the gradients across replicas
+        (its default under a `tf.distribute` strategy). False when they are
+        already reduced, e.g. the MEAN over replicas, the same on every
+        replica: then the norm and the clipping are global as they are.
 
     Returns:
       The global norm of the gradients before clipping (float32 scalar).
@@ -365,5 +370,6 @@ class MetaOptimizer(tf.Module):
       norm = tf.linalg.global_norm(grads)
       if self._clip is not None:
         grads, _ = tf.clip_by_global_norm(grads, self._clip, use_norm=norm)
-      self.optimizer.apply_gradients(zip(grads, variables))
+      self.optimizer.apply_gradients(
+          zip(grads, variables), experimental_aggregate_gradients=aggregate)
       return tf.cast(norm, tf.float32)

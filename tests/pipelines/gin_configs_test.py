@@ -44,6 +44,26 @@ SMOKE_BINDINGS = {
                    'two_colors_q.train_eval.jit_compile = False',
                    'two_colors_q.train_eval.log_every = 100',
                    'two_colors_q.train_eval.checkpoint_every = 150'],
+    # Pong at paper settings, shrunk: 2 in-process actors, short unrolls,
+    # a narrow ResNet, no XLA.
+    'atari/*.gin': ['stacx.train_eval.num_frames = 160',
+                    'stacx.train_eval.num_envs = 2',
+                    'stacx.train_eval.asynchronous = False',
+                    'stacx.train_eval.unroll_length = 4',
+                    'stacx.train_eval.l_steps = 2',
+                    'ImpalaResNet.channels = (4, 4, 4)',
+                    'ImpalaResNet.embedding_size = 32',
+                    'stacx.train_eval.jit_compile = False',
+                    'stacx.train_eval.export = False',
+                    'stacx.train_eval.log_every = 64',
+                    'stacx.train_eval.checkpoint_every = 64'],
+    'minatar/*.gin': ['stacx.train_eval.num_frames = 120',
+                      'stacx.train_eval.num_envs = 2',
+                      'stacx.train_eval.unroll_length = 5',
+                      'stacx.train_eval.l_steps = 2',
+                      'stacx.train_eval.export = False',
+                      'stacx.train_eval.log_every = 40',
+                      'stacx.train_eval.checkpoint_every = 40'],
 }
 
 

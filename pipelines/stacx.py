@@ -1,0 +1,378 @@
+"""Atari / MinAtar: self-tuning IMPALA (STACX) meta-learned by MG or BMG.
+
+BMG_SPEC section 2.3. One gin-configurable `train_eval` wires:
+
+  gymnasium ALE or MinAtar envs (`bmg_tf.envs.atari`), batched in a
+  gymnasium vector env behind the TF-Agents adapter ->
+  TF-Agents `PyTFEagerPolicy` over the `ActorPolicy` (main head, emits its
+  logits) -> time-major unrolls of `unroll_length` steps per env ->
+  `MetaLearner.step` (the engine: MG, BMG or fixed hyperparameters), under
+  a gin-selected `tf.distribute` strategy, optionally XLA-compiled.
+
+Actors and learner alternate, IMPALA-style: before each meta-step the actors
+collect every new unroll that step needs with the current parameters, so the
+later unrolls of a meta-step are off-policy by up to K+L-2 updates; V-trace
+corrects for that with the stored behaviour logits. Each meta-step re-uses
+the previous step's last unroll as its first (as in the two-colours
+pipeline), so every unroll feeds exactly one learner update:
+  fixed: K unrolls per call (no re-use); MG: K; BMG with
+  `continue_from='K+L-1'`: K+L-1.
+
+Loss scale: the agent's losses are means over the T x B transitions of an
+unroll batch, so that a batch split across replicas gives the same update.
+IMPALA's (and STACX's) losses are sums, and their RMSProp epsilon (0.01) and
+gradient clip (40) are set for sums. This pipeline takes those values and
+converts them: the gradient of the mean is the sum's divided by N = T x B, so
+RMSProp's epsilon becomes epsilon / N^2 and the clip norm clip / N, which
+makes every update identical to the summed loss's (RMSProp is otherwise
+invariant to the gradient's scale).
+
+Counting: a frame is one emulator frame (`frame_skip` per env step on
+Atari, 1 on MinAtar); the budget `num_frames` counts every env step of every
+actor, including the reset steps between episodes. It is checked between
+meta-steps.
+
+Resume: the learner, meta-parameters, optimizer states, the acting
+generator and the counters are checkpointed. Python environments are not:
+a resumed run restarts its episodes (and drops the unroll it would have
+re-used), so it is not bit-identical to an uninterrupted one.
+"""
+
+import os
+
+os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+
+import math  # pylint: disable=g-import-not-at-top,g-bad-import-order
+from typing import Mapping, Optional, Sequence
+
+import gin
+import numpy as np
+import tensorflow as tf
+from tf_agents.policies import py_tf_eager_policy
+from tf_agents.specs import tensor_spec
+
+from bmg_tf import export as export_lib
+from bmg_tf import training
+from bmg_tf.agents import impala
+from bmg_tf.core import bootstrap
+from bmg_tf.core import distribute
+from bmg_tf.core import meta_learner as meta_learner_lib
+from bmg_tf.core import meta_params
+from bmg_tf.core import optimizers
+from bmg_tf.envs import atari
+
+__all__ = ['SUITES', 'train_eval']
+
+# suite -> (default torso, observation scale, frames per env step key).
+SUITES = {'atari': ('nature', 255.0), 'minatar': ('minatar', 1.0)}
+
+
+class RunStats(tf.Module):
+  """Frame, episode and return counters (checkpointed)."""
+
+  def __init__(self):
+    super().__init__(name='run_stats')
+    self.frames = tf.Variable(0, dtype=tf.int64, trainable=False)
+    self.episodes = tf.Variable(0, dtype=tf.int64, trainable=False)
+    self.return_sum = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+
+
+def _frames_per_step(suite: str, env_kwargs: Mapping[str, object]) -> int:
+  if suite == 'atari':
+    return int(env_kwargs.get('frame_skip', 4))
+  return 1
+
+
+@gin.configurable(denylist=['export_only'])
+def train_eval(root_dir: str,
+               suite: str = 'minatar',
+               game: str = 'Breakout',
+               method: str = 'bmg',
+               num_frames: int = 5_000_000,
+               num_envs: int = 16,
+               asynchronous: bool = False,
+               env_kwargs: Optional[Mapping[str, object]] = None,
+               unroll_length: int = 20,
+               torso: Optional[str] = None,
+               num_aux_heads: int = 2,
+               learn: Sequence[str] = impala.HPARAMS,
+               hparams: Optional[Mapping[str, float]] = None,
+               aux_hparams: Optional[Mapping[str, float]] = None,
+               outer_hparams: Optional[Mapping[str, float]] = None,
+               reward_clip: Optional[float] = 1.0,
+               k_steps: int = 1,
+               l_steps: int = 4,
+               continue_from: str = 'K+L-1',
+               matching: Optional[Mapping[str, float]] = None,
+               learning_rate: float = 6e-4,
+               rmsprop_rho: float = 0.99,
+               rmsprop_epsilon: float = 0.01,
+               clip_global_norm: Optional[float] = 40.0,
+               target_optimizer: str = 'rmsprop',
+               target_learning_rate: Optional[float] = None,
+               meta_learning_rate: float = 1e-3,
+               meta_epsilon: float = 1e-4,
+               meta_clip_global_norm: Optional[float] = 1.0,
+               strategy: str = 'default',
+               seed: int = 0,
+               jit_compile: bool = False,
+               log_every: int = 100_000,
+               checkpoint_every: int = 1_000_000,
+               export: bool = True,
+               export_only: Optional[str] = None):
+  """Trains the self-tuning IMPALA agent; returns its summary figures.
+
+  Args:
+    root_dir: run directory: checkpoints, summaries, operative config,
+      history and `export/`. Re-running resumes from it.
+    suite: 'atari' (ALE via gymnasium, `ALE/<game>-v5`) or 'minatar'.
+    game: e.g. 'Pong', 'Breakout' (Atari) or 'Breakout', 'SpaceInvaders'
+      (MinAtar).
+    method: 'fixed' (plain IMPALA / fixed hyperparameters), 'mg' or 'bmg'.
+    num_frames: budget in emulator frames (see the module docstring).
+    num_envs: actors (the batch size B of every unroll).
+    asynchronous: step the actors in subprocesses (gymnasium's
+      `AsyncVectorEnv`) rather than in this process.
+    env_kwargs: keyword arguments of `atari.make_atari` / `make_minatar`
+      (e.g. `{'episodic_life': True}`).
+    unroll_length: T, env steps per unroll.
+    torso: 'nature', 'impala' or 'minatar'; None: the suite's default.
+    num_aux_heads: STACX auxiliary heads (0: self-tuning IMPALA).
+    learn: which hyperparameters (`impala.HPARAMS`) are meta-learned, for
+      every head; ignored for 'fixed'.
+    hparams: initial (or fixed) hyperparameters of the main head.
+    aux_hparams: initial hyperparameters of the auxiliary heads.
+    outer_hparams: the fixed hyperparameters of the outer objective (MG's
+      meta-loss, BMG's target step).
+    reward_clip: rewards are clipped to +-this in the losses.
+    k_steps: K, inner updates differentiated through (for 'fixed': updates
+      per call).
+    l_steps: BMG's L (L-1 bootstrap updates + 1 target step).
+    continue_from: BMG's continuation, 'K' or 'K+L-1'.
+    matching: BMG's matching weights; default `{'policy_kl': 1.0}`; add
+      `'value_l2'` for value matching.
+    learning_rate: the inner RMSProp step size.
+    rmsprop_rho: its decay.
+    rmsprop_epsilon: its epsilon (inside the square root), in IMPALA's
+      convention: for losses summed over the batch (module docstring).
+    clip_global_norm: the inner (and target) gradients' global-norm clip,
+      applied differentiably, in IMPALA's convention; None for none.
+    target_optimizer: BMG's target-step optimizer ('rmsprop': the paper's
+      preconditioned target, with the inner RMSProp's settings; 'sgd').
+    target_learning_rate: its step size; None: `learning_rate`.
+    meta_learning_rate: Adam step size of the meta-optimizer.
+    meta_epsilon: Adam epsilon of the meta-optimizer.
+    meta_clip_global_norm: meta-gradient global-norm clip; None for none.
+    strategy: `tf.distribute` strategy name for the learner step
+      (`distribute.make_strategy`: 'default', 'mirrored',
+      'multi_worker_mirrored', 'tpu'); the batch is split across replicas.
+    seed: seed of the networks, the envs and action sampling.
+    jit_compile: compile the learner step with XLA.
+    log_every: frames between progress lines and summaries.
+    checkpoint_every: frames between checkpoints.
+    export: write the SavedModel to `root_dir/export` at the end.
+    export_only: if set, do not train: restore the latest checkpoint and
+      write its SavedModel there (not bindable by gin).
+
+  Returns:
+    With `export_only`: {'export_dir', 'frames', 'train_step'}. Else a dict:
+    'frames', 'episodes', 'episode_return' (mean over the run's episodes),
+    'hparams' (final main-head values), 'history' (this process's log rows:
+    frames, episode_return (window mean; None without episodes), episodes,
+    frames_per_sec, the main head's hyperparameters). `root_dir/result.json`
+    has the whole history across restarts.
+
+  Raises:
+    ValueError: naming the argument, on bad settings.
+  """
+  if suite not in SUITES:
+    raise ValueError(f'suite: must be one of {sorted(SUITES)}, got '
+                     f'{suite!r}.')
+  if method not in bootstrap.METHODS:
+    raise ValueError(f'method: must be one of {bootstrap.METHODS}, got '
+                     f'{method!r}.')
+  for arg, value in (('num_frames', num_frames), ('num_envs', num_envs),
+                     ('unroll_length', unroll_length)):
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+      raise ValueError(f'{arg}: must be a positive int, got {value!r}.')
+  env_kwargs = dict(env_kwargs or {})
+  default_torso, obs_scale = SUITES[suite]
+  frames_per_step = _frames_per_step(suite, env_kwargs)
+  tf.random.set_seed(seed)
+  strat = distribute.make_strategy(strategy)
+
+  env = atari.make_batched_env(suite, game, num_envs=num_envs, seed=seed,
+                               asynchronous=asynchronous, **env_kwargs)
+  try:
+    return _train(**locals())
+  finally:
+    env.close()
+
+
+def _train(root_dir, suite, game, method, num_frames, num_envs, unroll_length,
+           torso, num_aux_heads, learn, hparams, aux_hparams, outer_hparams,
+           reward_clip, k_steps, l_steps, continue_from, matching,
+           learning_rate, rmsprop_rho, rmsprop_epsilon, clip_global_norm,
+           target_optimizer, target_learning_rate, meta_learning_rate,
+           meta_epsilon, meta_clip_global_norm, seed, jit_compile, log_every,
+           checkpoint_every, export, export_only, default_torso, obs_scale,
+           frames_per_step, strat, env, **unused):
+  """The body of `train_eval`, once the env exists (closed by the caller)."""
+  del unused
+  obs_spec = env.observation_spec()
+  num_actions = int(env.action_spec().maximum) - int(
+      env.action_spec().minimum) + 1
+  if method == 'fixed':
+    learn = ()
+    config = bootstrap.BootstrapConfig(method='fixed', k_steps=k_steps)
+  elif method == 'mg':
+    config = bootstrap.BootstrapConfig(method='mg', k_steps=k_steps)
+  else:
+    config = bootstrap.BootstrapConfig(
+        method='bmg', k_steps=k_steps, l_steps=l_steps,
+        matching=dict(matching or {'policy_kl': 1.0}), reduction='mean',
+        continue_from=continue_from)
+
+  # IMPALA's sum-loss settings, for the agent's mean losses (docstring).
+  transitions = unroll_length * num_envs
+
+  def rmsprop(lr):
+    return optimizers.RMSProp(learning_rate=lr, rho=rmsprop_rho,
+                              epsilon=rmsprop_epsilon / transitions**2)
+
+  def clipped(opt):
+    if clip_global_norm is None:
+      return opt
+    return optimizers.GlobalNormClipped(opt, clip_global_norm / transitions)
+
+  target_lr = (learning_rate if target_learning_rate is None else
+               target_learning_rate)
+  with strat.scope():
+    agent = impala.ImpalaAgent(
+        obs_spec.shape, num_actions, torso=torso or default_torso,
+        num_aux_heads=num_aux_heads, observation_scale=obs_scale,
+        reward_clip=reward_clip, outer_hparams=outer_hparams, seed=seed)
+    meta = impala.make_meta_parameters(num_aux_heads, init=hparams,
+                                       aux_init=aux_hparams, learn=learn)
+    if method == 'bmg':
+      target_opt = clipped(
+          rmsprop(target_lr) if target_optimizer == 'rmsprop' else
+          optimizers.get(target_optimizer, learning_rate=target_lr))
+    else:
+      target_opt = None
+    learner = meta_learner_lib.MetaLearner(
+        agent.params, meta, agent.objectives(), config,
+        inner_optimizer=clipped(rmsprop(learning_rate)),
+        target_optimizer=target_opt,
+        meta_optimizer=meta_params.MetaOptimizer(
+            learning_rate=meta_learning_rate, epsilon=meta_epsilon,
+            clip_global_norm=meta_clip_global_norm),
+        jit_compile=jit_compile,
+        strategy=strat)
+  time_step_spec = tensor_spec.from_spec(env.time_step_spec())
+  action_spec = tensor_spec.from_spec(env.action_spec())
+  actor = impala.ActorPolicy(time_step_spec, action_spec, agent,
+                             seed=seed + 1)
+  py_actor = py_tf_eager_policy.PyTFEagerPolicy(actor, use_tf_function=True)
+  stats = RunStats()
+  unit = 'frames'
+  run = training.Run(root_dir, num_frames, step_unit=unit,
+                     log_every=log_every, checkpoint_every=checkpoint_every,
+                     step_fn=lambda: int(stats.frames), learner=learner,
+                     actor_rng=actor.generator, stats=stats)
+  run.restore()
+
+  def export_to(export_dir):
+    return export_lib.export_policy(
+        export_dir,
+        head_fn=lambda obs: agent.logits(agent.params, obs),
+        observation_dim=list(obs_spec.shape),
+        observation_dtype=obs_spec.dtype,
+        variables=agent.params + list(meta.variables),
+        head='logits',
+        meta_fn=(lambda: meta()) if method != 'fixed' else None,
+        train_step=int(learner.train_step_counter),
+        gin_config=run.operative_config_text())
+
+  if export_only is not None:
+    return run.export(export_to, export_only, frames=int(stats.frames),
+                      train_step=int(learner.train_step_counter))
+
+  def hparams_now():
+    values = meta()
+    return {n: float(impala.COEF_SCALES[n] * values[n])
+            for n in impala.HPARAMS}
+
+  time_step = env.reset()
+  episode_window = []
+
+  def collect():
+    nonlocal time_step
+    steps, actions, logits = [time_step], [], []
+    for _ in range(unroll_length):
+      action_step = py_actor.action(time_step)
+      time_step = env.step(action_step.action)
+      steps.append(time_step)
+      actions.append(action_step.action)
+      logits.append(action_step.info['logits'])
+    finished = env.pop_episode_stats()
+    for ret, _ in finished:
+      episode_window.append(ret)
+    stats.frames.assign_add(unroll_length * num_envs * frames_per_step)
+    stats.episodes.assign_add(len(finished))
+    stats.return_sum.assign_add(sum(r for r, _ in finished))
+    return impala.batch_from_time_steps(steps, actions, logits)
+
+  reuse = method != 'fixed'
+  cache = None
+  history = []
+  frames = int(stats.frames)
+  while frames < num_frames:
+    need = config.batches_per_step - (1 if cache is not None else 0)
+    batches = ([cache] if cache is not None else []) + [
+        collect() for _ in range(need)]
+    stacked = {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+    metrics = learner.step(stacked)
+    cache = batches[-1] if reuse else None
+    frames = int(stats.frames)
+    if run.should_log(frames):
+      window = {
+          'episode_return': (float(np.mean(episode_window))
+                             if episode_window else math.nan),
+          'episodes': float(len(episode_window)),
+      }
+      episode_window.clear()
+      now = hparams_now()
+      values = run.log(frames, {**metrics, **window,
+                                **{f'hparams/{k}': v for k, v in now.items()}})
+      if values is not None:
+        row = {'frames': frames, **window, **now}
+        if 'steps_per_sec' in values:
+          row['frames_per_sec'] = values['steps_per_sec']
+        history.append(
+            {k: (None if isinstance(v, float) and math.isnan(v) else v)
+             for k, v in row.items()})
+        run.record({k: v for k, v in row.items()
+                    if not (isinstance(v, float) and math.isnan(v))})
+    run.maybe_save(frames)
+  run.finish(frames)
+  episodes = int(stats.episodes)
+  result = {
+      'frames': frames,
+      'episodes': episodes,
+      'episode_return': (float(stats.return_sum) / episodes
+                         if episodes else None),
+      'hparams': hparams_now(),
+      'history': history,
+  }
+  run.write_result({**result, 'history': run.history('frames'),
+                    'method': method, 'suite': suite, 'game': game,
+                    'seed': seed})
+  if export:
+    export_to(os.path.join(run.root_dir, 'export'))
+  print(f'{method.upper()} {suite}/{game}: {frames} frames, {episodes} '
+        f'episodes, mean return {result["episode_return"]}', flush=True)
+  for v in hparams_now().values():
+    if not math.isfinite(v):
+      raise ValueError('training diverged: non-finite hyperparameters.')
+  return result

@@ -1,0 +1,118 @@
+"""End-to-end tests of the STACX pipeline (Atari through ALE, and MinAtar).
+
+Tiny runs: Pong through the real ALE pipeline (gymnasium ALE/Pong-v5, the
+standard preprocessing, the Nature CNN) with MG and BMG for a few hundred
+env steps; MinAtar runs for resume and export without training; bad
+settings. (The CLI export path is common to every pipeline and covered by
+export_test.py.)
+"""
+
+import json
+import os
+
+os.environ['TF_USE_LEGACY_KERAS'] = '1'
+
+import gin  # pylint: disable=g-import-not-at-top
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipelines import experiment
+from pipelines import stacx
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+MINATAR_GIN = os.path.join(REPO, 'gin', 'minatar', 'stacx_bmg.gin')
+
+
+@pytest.mark.parametrize('method', ['mg', 'bmg'])
+def test_pong_through_the_real_ale_pipeline(method, tmp_path):
+  # 2 actors x unrolls of 6 env steps, 4 frames each: 480 frames is 60 env
+  # steps per actor (the Nature CNN on 84x84x4 stacks, sticky actions).
+  result = stacx.train_eval(
+      str(tmp_path), suite='atari', game='Pong', method=method,
+      num_frames=480, num_envs=2, unroll_length=6, l_steps=2,
+      num_aux_heads=1, log_every=160, checkpoint_every=240, export=True)
+  assert result['frames'] >= 480
+  history = result['history']
+  assert [row['frames'] for row in history][-1] == result['frames']
+  for name in ('discount', 'lambda', 'policy_coef', 'value_coef',
+               'entropy_coef'):
+    assert 0.0 < history[-1][name] <= 2.0
+  loaded = tf.saved_model.load(str(tmp_path / 'export'))
+  obs = np.random.RandomState(0).randint(0, 255, (3, 84, 84, 4)).astype(
+      np.uint8)
+  out = loaded.signatures['action'](observation=tf.constant(obs))
+  assert out['logits'].shape == (3, 6)
+  assert out['action'].dtype == tf.int64
+  meta = loaded.signatures['meta_parameters']()
+  assert set(meta) >= {'discount', 'aux1/entropy_coef'}
+  with pytest.raises(Exception, match='uint8'):
+    loaded.signatures['action'](observation=tf.constant(obs, tf.float32))
+  assert os.path.exists(tmp_path / 'operative_config.gin')
+  assert os.listdir(tmp_path / 'summaries')
+
+
+MINATAR_SMALL = dict(suite='minatar', game='Breakout', method='bmg',
+                     num_envs=2, unroll_length=5, l_steps=2, num_aux_heads=1,
+                     log_every=40, checkpoint_every=40)
+
+
+def test_minatar_resume_and_export_only(tmp_path):
+  root = str(tmp_path / 'run')
+  first = stacx.train_eval(root, num_frames=80, **MINATAR_SMALL)
+  assert first['frames'] >= 80
+  reader = tf.train.load_checkpoint(os.path.join(root, 'checkpoints'))
+  key = 'learner/train_step_counter/.ATTRIBUTES/VARIABLE_VALUE'
+  step_before = int(reader.get_tensor(key))
+  second = stacx.train_eval(root, num_frames=200, **MINATAR_SMALL)
+  # The frame counter and the learner continued from the checkpoint:
+  # this process logged only the frames after the first run's.
+  assert second['frames'] >= 200
+  assert min(row['frames'] for row in second['history']) > first['frames']
+  with open(os.path.join(root, 'result.json')) as f:
+    frames = [row['frames'] for row in json.load(f)['history']]
+  assert frames == sorted(frames) and frames[0] <= first['frames']
+  reader = tf.train.load_checkpoint(os.path.join(root, 'checkpoints'))
+  step = int(reader.get_tensor(key))
+  # 10 frames per unroll; BMG with K=1, L=2 reads 3 unrolls per meta-step,
+  # re-uses the previous step's last one, so collects 2 (20 frames).
+  assert step - step_before >= (200 - first['frames']) // 20 - 1
+  export_dir = str(tmp_path / 'exported')
+  out = stacx.train_eval(root, num_frames=200, export_only=export_dir,
+                         **MINATAR_SMALL)
+  assert out['train_step'] == step
+  loaded = tf.saved_model.load(export_dir)
+  assert int(loaded.signatures['metadata']()['train_step']) == step
+  obs = np.random.RandomState(1).randint(0, 2, (3, 10, 10, 4)).astype(
+      np.uint8)
+  both = [tf.saved_model.load(d).signatures['action'](
+      observation=tf.constant(obs))['logits'].numpy()
+          for d in (export_dir, os.path.join(root, 'export'))]
+  np.testing.assert_array_equal(both[0], both[1])
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    ({'suite': 'nes'}, 'suite: must be one of'),
+    ({'method': 'maml'}, 'method: must be one of'),
+    ({'num_envs': 0}, 'num_envs: must be a positive int'),
+    ({'game': 'Tetris'}, 'game'),
+    ({'torso': 'vgg'}, 'torso: unknown'),
+    ({'learn': ('gamma',)}, 'learn: unknown'),
+])
+def test_bad_settings_raise_naming_the_argument(kwargs, message, tmp_path):
+  settings = dict(suite='minatar', game='Breakout', method='mg',
+                  num_frames=40, num_envs=2, unroll_length=5)
+  settings.update(kwargs)
+  with pytest.raises(ValueError, match=message):
+    stacx.train_eval(str(tmp_path), **settings)
+
+
+def test_cli_error_is_one_line(tmp_path):
+  with pytest.raises(SystemExit) as exit_info:
+    experiment.cli_run('bmg-train', [MINATAR_GIN],
+                       ["stacx.train_eval.game = 'Tetris'"],
+                       str(tmp_path / 'run'))
+  message = str(exit_info.value.code)
+  assert message.startswith('bmg-train: error:') and 'Tetris' in message
+  assert '\n' not in message
+  gin.clear_config()
