@@ -291,12 +291,12 @@ def _train(root_dir, suite, game, method, num_frames, num_envs, unroll_length,
         variables=agent.params + list(meta.variables),
         head='logits',
         meta_fn=(lambda: meta()) if method != 'fixed' else None,
-        train_step=int(learner.train_step_counter),
+        train_step=int(learner.train_step_counter.numpy()),
         gin_config=run.operative_config_text())
 
   if export_only is not None:
     return run.export(export_to, export_only, frames=int(stats.frames),
-                      train_step=int(learner.train_step_counter))
+                      train_step=int(learner.train_step_counter.numpy()))
 
   def hparams_now():
     values = meta()

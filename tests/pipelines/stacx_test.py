@@ -12,7 +12,10 @@ import os
 
 os.environ['TF_USE_LEGACY_KERAS'] = '1'
 
-import gin  # pylint: disable=g-import-not-at-top
+import subprocess  # pylint: disable=g-import-not-at-top
+import sys
+
+import gin
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -89,6 +92,36 @@ def test_minatar_resume_and_export_only(tmp_path):
       observation=tf.constant(obs))['logits'].numpy()
           for d in (export_dir, os.path.join(root, 'export'))]
   np.testing.assert_array_equal(both[0], both[1])
+
+
+def test_minatar_bmg_under_mirrored_strategy_through_the_cli(tmp_path):
+  # A fresh process: the CPU is split into 2 logical devices before TF
+  # initialises them. The update's equivalence with one device is tested in
+  # tests/core/distribute_test.py; here, the pipeline runs, checkpoints and
+  # exports with mirrored variables.
+  root = tmp_path / 'run'
+  bindings = ["stacx.train_eval.strategy = 'mirrored'",
+              'make_strategy.num_cpu_replicas = 2',
+              'stacx.train_eval.num_frames = 100',
+              'stacx.train_eval.num_envs = 4',
+              'stacx.train_eval.unroll_length = 5',
+              'stacx.train_eval.l_steps = 2',
+              'stacx.train_eval.log_every = 50']
+  proc = subprocess.run(
+      [sys.executable, '-m', 'pipelines.train', f'--gin_file={MINATAR_GIN}',
+       f'--root_dir={root}'] + [f'--gin_bindings={b}' for b in bindings],
+      cwd=REPO, capture_output=True, text=True, timeout=600,
+      env={**os.environ, 'TF_USE_LEGACY_KERAS': '1',
+           'TF_CPP_MIN_LOG_LEVEL': '2'})
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(root / 'result.json') as f:
+    result = json.load(f)
+  assert result['frames'] >= 100
+  loaded = tf.saved_model.load(str(root / 'export'))
+  logits = loaded.signatures['action'](
+      observation=tf.zeros([2, 10, 10, 4], tf.uint8))['logits']
+  assert np.all(np.isfinite(logits.numpy()))
+  assert "strategy = 'mirrored'" in (root / 'operative_config.gin').read_text()
 
 
 @pytest.mark.parametrize('kwargs, message', [
