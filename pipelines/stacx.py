@@ -60,6 +60,7 @@ from bmg_tf.core import meta_learner as meta_learner_lib
 from bmg_tf.core import meta_params
 from bmg_tf.core import optimizers
 from bmg_tf.envs import atari
+from bmg_tf.envs import atari_scores
 
 __all__ = ['SUITES', 'train_eval']
 
@@ -179,7 +180,9 @@ def train_eval(root_dir: str,
     'frames', 'episodes', 'episode_return' (mean over the run's episodes),
     'hparams' (final main-head values), 'history' (this process's log rows:
     frames, episode_return (window mean; None without episodes), episodes,
-    frames_per_sec, the main head's hyperparameters). `root_dir/result.json`
+    frames_per_sec, the main head's hyperparameters; on Atari also
+    human_normalized_return, `atari_scores.human_normalized_score` of the
+    window's mean return). `root_dir/result.json`
     has the whole history across restarts.
 
   Raises:
@@ -282,6 +285,11 @@ def _train(root_dir, suite, game, method, num_frames, num_envs, unroll_length,
                      actor_rng=actor.generator, stats=stats)
   run.restore()
 
+  def scaled_hparams():
+    # The values the losses use: each meta-value times its scale.
+    return {n: impala.COEF_SCALES[n.split('/')[-1]] * v
+            for n, v in meta().items()}
+
   def export_to(export_dir):
     return export_lib.export_policy(
         export_dir,
@@ -290,7 +298,7 @@ def _train(root_dir, suite, game, method, num_frames, num_envs, unroll_length,
         observation_dtype=obs_spec.dtype,
         variables=agent.params + list(meta.variables),
         head='logits',
-        meta_fn=(lambda: meta()) if method != 'fixed' else None,
+        meta_fn=scaled_hparams if method != 'fixed' else None,
         train_step=int(learner.train_step_counter.numpy()),
         gin_config=run.operative_config_text())
 
@@ -342,6 +350,10 @@ def _train(root_dir, suite, game, method, num_frames, num_envs, unroll_length,
           'episodes': float(len(episode_window)),
       }
       episode_window.clear()
+      if suite == 'atari' and not math.isnan(window['episode_return']):
+        window['human_normalized_return'] = (
+            atari_scores.human_normalized_score(game,
+                                                window['episode_return']))
       now = hparams_now()
       values = run.log(frames, {**metrics, **window,
                                 **{f'hparams/{k}': v for k, v in now.items()}})

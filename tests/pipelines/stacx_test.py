@@ -49,6 +49,9 @@ def test_pong_through_the_real_ale_pipeline(method, tmp_path):
   assert out['action'].dtype == tf.int64
   meta = loaded.signatures['meta_parameters']()
   assert set(meta) >= {'discount', 'aux1/entropy_coef'}
+  # The values the losses use: the logged ones (not the (0, 1) raw values).
+  for name in ('discount', 'policy_coef', 'value_coef', 'entropy_coef'):
+    assert float(meta[name]) == pytest.approx(history[-1][name], rel=1e-6)
   with pytest.raises(Exception, match='uint8'):
     loaded.signatures['action'](observation=tf.constant(obs, tf.float32))
   assert os.path.exists(tmp_path / 'operative_config.gin')
