@@ -28,7 +28,6 @@ Writes to `<out>` (default `results/minatar`):
 """
 
 import argparse
-import concurrent.futures
 import json
 import os
 import sys
@@ -177,15 +176,10 @@ def main():
   print(f'bare env: {bare:,.0f} frames/s ({args.num_envs} envs, random '
         'actions, one process)', flush=True)
   jobs = [(m, s) for s in range(args.seeds) for m in args.methods]
-  results = []
-  with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
-    futures = {pool.submit(_run_one, m, s, args): (m, s) for m, s in jobs}
-    for future in concurrent.futures.as_completed(futures):
-      m, s = futures[future]
-      r = future.result()
-      results.append(r)
-      print(f'{m} seed {s}: {r["frames"]:,} frames, mean return '
-            f'{r["episode_return"]}', flush=True)
+  results = study.run_all(
+      jobs, lambda m, s: _run_one(m, s, args), args.workers,
+      lambda m, s, r: (f'{m} seed {s}: {r["frames"]:,} frames, mean return '
+                       f'{r["episode_return"]}'))
 
   runs = [_summarise_run(r, args.frames)
           for r in sorted(results, key=lambda r: (r['method'], r['seed']))]

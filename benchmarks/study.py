@@ -4,13 +4,14 @@
 `sys.path` and `import study`.
 """
 
+import concurrent.futures
 import json
 import os
 import subprocess
 import sys
 import time
 
-__all__ = ['REPO', 'run_cli', 'stats', 'curves']
+__all__ = ['REPO', 'run_cli', 'run_all', 'stats', 'curves']
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 
@@ -51,6 +52,29 @@ def run_cli(gin_file, root, bindings, steps, step_key='env_steps'):
                        f'{root}/stdout.log')
   with open(result_path) as f:
     return json.load(f), time.time() - start
+
+
+def run_all(jobs, run_one, workers, report):
+  """Runs every (variant, seed) job, `workers` at a time.
+
+  Args:
+    jobs: list of (variant, seed) pairs.
+    run_one: `(variant, seed) -> result dict`.
+    workers: how many run at once (each is a subprocess).
+    report: `(variant, seed, result) -> str`, printed as each finishes.
+
+  Returns:
+    The results, in the order they finished.
+  """
+  results = []
+  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+    futures = {pool.submit(run_one, v, s): (v, s) for v, s in jobs}
+    for future in concurrent.futures.as_completed(futures):
+      v, s = futures[future]
+      result = future.result()
+      results.append(result)
+      print(report(v, s, result), flush=True)
+  return results
 
 
 def stats(values):

@@ -20,7 +20,6 @@ restarted. Writes to `<out>` (default `results/two_colors`):
 """
 
 import argparse
-import concurrent.futures
 import json
 import os
 import sys
@@ -139,15 +138,11 @@ def main():
     parser.error(f'--methods: unknown {sorted(unknown)}')
   os.makedirs(args.out, exist_ok=True)
   jobs = [(m, s) for s in range(args.seeds) for m in args.methods]
-  results = []
-  with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
-    futures = {pool.submit(_run_one, m, s, args): (m, s) for m, s in jobs}
-    for future in concurrent.futures.as_completed(futures):
-      m, s = futures[future]
-      r = future.result()
-      results.append(r)
-      print(f'{m} seed {s}: reward/step {r["reward_per_step"]:.4f}, '
-            f'entropy weight {r["entropy_weight"]:.4f}', flush=True)
+  results = study.run_all(
+      jobs, lambda m, s: _run_one(m, s, args), args.workers,
+      lambda m, s, r: (f'{m} seed {s}: reward/step '
+                       f'{r["reward_per_step"]:.4f}, entropy weight '
+                       f'{r["entropy_weight"]:.4f}'))
   summary = {'steps': args.steps, 'seeds': args.seeds,
              'flip_period': args.flip_period, 'methods': {}, 'runs': []}
   lines = ['| method | reward/step (mean) | std over seeds | seeds | steps | '

@@ -29,7 +29,6 @@ Writes to `<out>` (default `results/two_colors_q`):
 """
 
 import argparse
-import concurrent.futures
 import json
 import os
 import sys
@@ -199,17 +198,15 @@ def main():
   args.out = os.path.abspath(args.out)
   os.makedirs(args.out, exist_ok=True)
   jobs = [(v, s) for s in range(args.seeds) for v in args.variants]
-  results = []
-  with concurrent.futures.ThreadPoolExecutor(args.workers) as pool:
-    futures = {pool.submit(_run_one, v, s, args): (v, s) for v, s in jobs}
-    for future in concurrent.futures.as_completed(futures):
-      v, s = futures[future]
-      r = future.result()
-      results.append(r)
-      rate = (f', {r["env_steps"] / r["wall_seconds"]:.0f} env steps/s '
-              f'(with start-up)' if r['wall_seconds'] else '')
-      print(f'{v} seed {s}: reward/step {r["reward_per_step"]:.4f}, '
-            f'epsilon {r["epsilon"]:.4f}{rate}', flush=True)
+
+  def report(v, s, r):
+    rate = (f', {r["env_steps"] / r["wall_seconds"]:.0f} env steps/s '
+            f'(with start-up)' if r['wall_seconds'] else '')
+    return (f'{v} seed {s}: reward/step {r["reward_per_step"]:.4f}, '
+            f'epsilon {r["epsilon"]:.4f}{rate}')
+
+  results = study.run_all(jobs, lambda v, s: _run_one(v, s, args),
+                          args.workers, report)
   summary = {'steps': args.steps, 'seeds': args.seeds,
              'flip_period': args.flip_period, 'variants': {}, 'runs': []}
   lines = ['| variant | reward/step (mean) | std over seeds | seeds | steps | '

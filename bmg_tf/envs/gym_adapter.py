@@ -73,7 +73,30 @@ def spec_from_space(space, name):
       f'({type(space).__name__}); only Box and Discrete are supported.')
 
 
-class GymnasiumEnvironment(py_environment.PyEnvironment):
+class _SpecsFromSpaces(py_environment.PyEnvironment):
+  """The specs both adapters share: from the (single-env) spaces, plus a
+  float32 reward and a [0, 1] float32 discount."""
+
+  def _set_specs(self, observation_space, action_space):
+    self._observation_spec = spec_from_space(observation_space,
+                                             'observation')
+    self._action_spec = spec_from_space(action_space, 'action')
+
+  def observation_spec(self):
+    return self._observation_spec
+
+  def action_spec(self):
+    return self._action_spec
+
+  def reward_spec(self):
+    return array_spec.ArraySpec(shape=(), dtype=np.float32, name='reward')
+
+  def discount_spec(self):
+    return array_spec.BoundedArraySpec(
+        shape=(), dtype=np.float32, minimum=0.0, maximum=1.0, name='discount')
+
+
+class GymnasiumEnvironment(_SpecsFromSpaces):
   """Unbatched TF-Agents `PyEnvironment` wrapping a `gymnasium.Env`."""
 
   def __init__(self, env, seed=None):
@@ -90,9 +113,7 @@ class GymnasiumEnvironment(py_environment.PyEnvironment):
     """
     super().__init__(handle_auto_reset=True)
     self._env = env
-    self._observation_spec = spec_from_space(
-        env.observation_space, 'observation')
-    self._action_spec = spec_from_space(env.action_space, 'action')
+    self._set_specs(env.observation_space, env.action_space)
     self._discrete_action = isinstance(env.action_space, spaces.Discrete)
     self._seed = seed
     self._info = None
@@ -101,19 +122,6 @@ class GymnasiumEnvironment(py_environment.PyEnvironment):
   def gym_env(self):
     """The wrapped gymnasium environment."""
     return self._env
-
-  def observation_spec(self):
-    return self._observation_spec
-
-  def action_spec(self):
-    return self._action_spec
-
-  def reward_spec(self):
-    return array_spec.ArraySpec(shape=(), dtype=np.float32, name='reward')
-
-  def discount_spec(self):
-    return array_spec.BoundedArraySpec(
-        shape=(), dtype=np.float32, minimum=0.0, maximum=1.0, name='discount')
 
   def get_info(self):
     """Returns the gymnasium `info` dict of the last reset/step."""
@@ -159,7 +167,7 @@ class GymnasiumEnvironment(py_environment.PyEnvironment):
     self._env.close()
 
 
-class GymnasiumVectorEnvironment(py_environment.PyEnvironment):
+class GymnasiumVectorEnvironment(_SpecsFromSpaces):
   """Batched TF-Agents `PyEnvironment` over a gymnasium vector environment.
 
   Runs `len(env_fns)` sub-environments in a gymnasium `SyncVectorEnv` (in
@@ -222,10 +230,8 @@ class GymnasiumVectorEnvironment(py_environment.PyEnvironment):
     self._env = vector_cls(
         env_fns, autoreset_mode=vector.AutoresetMode.NEXT_STEP)
     try:
-      self._observation_spec = spec_from_space(
-          self._env.single_observation_space, 'observation')
-      self._action_spec = spec_from_space(
-          self._env.single_action_space, 'action')
+      self._set_specs(self._env.single_observation_space,
+                      self._env.single_action_space)
     except ValueError:
       self._env.close()
       raise
@@ -249,19 +255,6 @@ class GymnasiumVectorEnvironment(py_environment.PyEnvironment):
   @property
   def batch_size(self) -> int:
     return self._num_envs
-
-  def observation_spec(self):
-    return self._observation_spec
-
-  def action_spec(self):
-    return self._action_spec
-
-  def reward_spec(self):
-    return array_spec.ArraySpec(shape=(), dtype=np.float32, name='reward')
-
-  def discount_spec(self):
-    return array_spec.BoundedArraySpec(
-        shape=(), dtype=np.float32, minimum=0.0, maximum=1.0, name='discount')
 
   def get_info(self):
     """Returns the gymnasium vector `info` dict of the last reset/step."""

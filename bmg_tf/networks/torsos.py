@@ -43,12 +43,17 @@ class ConvTorso(tf.keras.layers.Layer):
   Subclasses implement `_layer_specs(input_shape)` (a list of
   `(name, shape)`; a 4-D shape is a conv kernel `[h, w, in, out]`, a 2-D one a
   dense kernel, a 1-D one a bias) and `_forward(p, x)` where `p` maps the
-  names to tensors and `x` is float `[N, H, W, C]`.
+  names to tensors and `x` is float `[N, H, W, C]`, returning
+  `[N, embedding_size]`; their constructors end with `_build_for`.
   """
 
-  def __init__(self, seed: Optional[int] = None, dtype=tf.float32,
-               name: str = 'torso'):
+  def __init__(self, embedding_size: int, seed: Optional[int] = None,
+               dtype=tf.float32, name: str = 'torso'):
     super().__init__(name=name, dtype=dtype)
+    if int(embedding_size) <= 0:
+      raise ValueError(f'embedding_size: must be positive, got '
+                       f'{embedding_size}.')
+    self._embedding_size = int(embedding_size)
     self._seed = seed
     self._names = []
     self._weights_list = []
@@ -62,7 +67,12 @@ class ConvTorso(tf.keras.layers.Layer):
 
   @property
   def embedding_size(self) -> int:
-    raise NotImplementedError
+    return self._embedding_size
+
+  def _build_for(self, input_shape: Optional[Sequence[int]]):
+    """Builds the variables now for observations `[H, W, C]`, if given."""
+    if input_shape is not None:
+      self.build(tf.TensorShape([None] + list(input_shape)))
 
   def build(self, input_shape):
     shape = tf.TensorShape(input_shape)
@@ -155,14 +165,8 @@ class NatureCNN(ConvTorso):
       input_shape: if given (`[H, W, C]`), the variables are built at once.
       name: layer name.
     """
-    super().__init__(seed=seed, name=name)
-    self._embedding_size = int(embedding_size)
-    if input_shape is not None:
-      self.build(tf.TensorShape([None] + list(input_shape)))
-
-  @property
-  def embedding_size(self) -> int:
-    return self._embedding_size
+    super().__init__(embedding_size, seed=seed, name=name)
+    self._build_for(input_shape)
 
   def _layer_specs(self, input_shape):
     h, w, c = input_shape
@@ -207,7 +211,7 @@ class ImpalaResNet(ConvTorso):
     Raises:
       ValueError: on empty or non-positive sizes.
     """
-    super().__init__(seed=seed, name=name)
+    super().__init__(embedding_size, seed=seed, name=name)
     self._channels = tuple(int(c) for c in channels)
     if not self._channels or min(self._channels) <= 0:
       raise ValueError(f'channels: must be non-empty and positive, got '
@@ -216,13 +220,7 @@ class ImpalaResNet(ConvTorso):
       raise ValueError(f'blocks_per_stack: must be >= 0, got '
                        f'{blocks_per_stack}.')
     self._blocks = int(blocks_per_stack)
-    self._embedding_size = int(embedding_size)
-    if input_shape is not None:
-      self.build(tf.TensorShape([None] + list(input_shape)))
-
-  @property
-  def embedding_size(self) -> int:
-    return self._embedding_size
+    self._build_for(input_shape)
 
   def _layer_specs(self, input_shape):
     h, w, c = input_shape
@@ -271,15 +269,9 @@ class MinAtarCNN(ConvTorso):
       input_shape: if given (`[H, W, C]`), the variables are built at once.
       name: layer name.
     """
-    super().__init__(seed=seed, name=name)
+    super().__init__(embedding_size, seed=seed, name=name)
     self._filters = int(filters)
-    self._embedding_size = int(embedding_size)
-    if input_shape is not None:
-      self.build(tf.TensorShape([None] + list(input_shape)))
-
-  @property
-  def embedding_size(self) -> int:
-    return self._embedding_size
+    self._build_for(input_shape)
 
   def _layer_specs(self, input_shape):
     h, w, c = input_shape
