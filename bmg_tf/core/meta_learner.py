@@ -174,7 +174,10 @@ class MetaLearner(tf.keras.Model):
         inner optimizer's learning rate if it has one, else 0.1).
       meta_optimizer: a `MetaOptimizer` (default: Adam, epsilon 1e-4).
       batch_fn: optional `batch_fn(i, params) -> batch`; when given, `step`
-        ignores its `batches` argument. Runs inside the compiled step.
+        ignores its `batches` argument. Runs inside the compiled step, which
+        is traced without autograph: like the objectives, it must use
+        `tf.cond` / `tf.while_loop` for control flow that depends on tensors
+        (a Python `if` on a tensor raises at trace time).
       jit_compile: compile the step with XLA.
       steps_per_call: meta-steps per `step` call (a `tf.while_loop`); > 1
         needs a `batch_fn`.
