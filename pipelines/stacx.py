@@ -64,7 +64,7 @@ from bmg_tf.envs import atari_scores
 
 __all__ = ['SUITES', 'train_eval']
 
-# suite -> (default torso, observation scale, frames per env step key).
+# suite -> (default torso, observation scale).
 SUITES = {'atari': ('nature', 255.0), 'minatar': ('minatar', 1.0)}
 
 

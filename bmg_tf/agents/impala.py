@@ -317,16 +317,16 @@ class ImpalaAgent(tf.Module):
     """Main-head values `[T, B]` on the batch's states 0..T-1."""
     return self.heads(params, batch['observation'][:-1])[1][0]
 
-  def _head_terms(self, logits, values, batch, hp) -> Dict[str, tf.Tensor]:
-    """Unweighted losses of one head; `logits` `[T+1, B, A]`."""
+  def _head_terms(self, logits, values, batch, log_mu,
+                  hp) -> Dict[str, tf.Tensor]:
+    """Unweighted losses of one head; `logits` `[T+1, B, A]`, `log_mu`
+    `[T, B]` the behaviour policy's log-probabilities of the actions."""
     actions = tf.cast(batch['action'], tf.int32)
     mask = tf.cast(batch['mask'], tf.float32)
     count = tf.cast(tf.size(mask), tf.float32)
     logits_t, v_t, bootstrap_value = logits[:-1], values[:-1], values[-1]
     log_pi = -tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=actions, logits=logits_t)
-    log_mu = -tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=actions, logits=tf.cast(batch['behaviour_logits'], tf.float32))
     rewards = tf.cast(batch['reward'], tf.float32)
     if self.reward_clip is not None:
       rewards = tf.clip_by_value(rewards, -self.reward_clip, self.reward_clip)
@@ -348,6 +348,13 @@ class ImpalaAgent(tf.Module):
     }
 
   @staticmethod
+  def _behaviour_log_probs(batch) -> tf.Tensor:
+    """`log mu(a_t|x_t)` `[T, B]`, shared by every head."""
+    return -tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.cast(batch['action'], tf.int32),
+        logits=tf.cast(batch['behaviour_logits'], tf.float32))
+
+  @staticmethod
   def _weighted(terms, hp):
     return (hp['policy_coef'] * terms['pg'] + hp['value_coef'] *
             terms['value'] - hp['entropy_coef'] * terms['entropy'])
@@ -366,9 +373,10 @@ class ImpalaAgent(tf.Module):
   def loss_terms(self, params, batch, meta_values) -> Dict[str, tf.Tensor]:
     """Every head's unweighted terms, keyed '{prefix}{pg,value,entropy}'."""
     logits, values = self.heads(params, batch['observation'])
+    log_mu = self._behaviour_log_probs(batch)
     out = {}
     for head in range(self.num_heads):
-      terms = self._head_terms(logits[head], values[head], batch,
+      terms = self._head_terms(logits[head], values[head], batch, log_mu,
                                self.head_hparams(meta_values, head))
       for k, v in terms.items():
         out[head_prefix(head) + k] = v
@@ -377,12 +385,13 @@ class ImpalaAgent(tf.Module):
   def inner_loss(self, params, batch, meta_values) -> tf.Tensor:
     """Sum over heads of each head's loss with its meta-values; scalar."""
     with tf.name_scope('impala_inner_loss'):
-      logits, values = self.heads(params, batch['observation'])
+      terms = self.loss_terms(params, batch, meta_values)
       total = 0.0
       for head in range(self.num_heads):
-        hp = self.head_hparams(meta_values, head)
+        prefix = head_prefix(head)
         total += self._weighted(
-            self._head_terms(logits[head], values[head], batch, hp), hp)
+            {k: terms[prefix + k] for k in ('pg', 'value', 'entropy')},
+            self.head_hparams(meta_values, head))
       return total
 
   def outer_loss(self, params, batch) -> tf.Tensor:
@@ -392,7 +401,8 @@ class ImpalaAgent(tf.Module):
       hp = {n: tf.constant(v, tf.float32)
             for n, v in self.outer_hparams.items()}
       return self._weighted(
-          self._head_terms(logits[0], values[0], batch, hp), hp)
+          self._head_terms(logits[0], values[0], batch,
+                           self._behaviour_log_probs(batch), hp), hp)
 
   def objectives(self) -> bootstrap.Objectives:
     return bootstrap.Objectives(
