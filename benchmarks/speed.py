@@ -21,9 +21,17 @@ driver, the MetaLearner's compiled step), so its peak RSS is clean.
 * `memory`: peak RSS of a BMG run (XLA on) for K in `--k` and L in `--l`,
   3 meta-steps each, against a 'fixed' reference in the same sweep
   (`delta_mb`).
+* `seeds`: BMG K=7 L=9 with N = `--seeds` independent seeds batched in one
+  graph (`two_colors.train_eval.num_seeds`), XLA on and off, in interleaved
+  rounds. Reports the per-seed rate and the aggregate (N x per seed), and
+  the aggregate over the single stream's (N=1) measured in the same sweep.
+  Each run does about the same total work: `--seeds_steps / N` env steps per
+  seed with XLA (a tenth of that without).
 
 Writes `<out>/speed.json`, `<out>/speed.md` and `<out>/speed.png` (rates and
-memory curves); default `<out>` is `results/speed`.
+memory curves) for the speed and memory sweeps, and `<out>/seeds.json`,
+`<out>/seeds.md` and `<out>/seeds.png` for the seeds sweep; default `<out>`
+is `results/speed`.
 """
 
 import argparse
@@ -52,7 +60,8 @@ def _worker(args):
   kwargs = dict(method=args.method, num_env_steps=args.steps,
                 log_every=args.window, checkpoint_every=10**12,
                 export=False, jit_compile=args.xla == 'on', seed=0,
-                steps_per_call=args.steps_per_call)
+                steps_per_call=args.steps_per_call,
+                num_seeds=args.num_seeds)
   if args.method == 'fixed':
     kwargs['fixed_steps_per_call'] = args.k
   else:
@@ -67,6 +76,7 @@ def _worker(args):
   rate = statistics.median(rates) if rates else float('nan')
   print(json.dumps({
       'method': args.method, 'k': args.k, 'l': args.l, 'xla': args.xla,
+      'num_seeds': args.num_seeds,
       'env_steps': result['env_steps'], 'env_steps_per_sec': rate,
       'window_rates': rates, 'wall_s': wall,
       'startup_s': wall - result['env_steps'] / rate if rates else wall,
@@ -75,18 +85,21 @@ def _worker(args):
   }))
 
 
-def _run_worker(method, k, l, xla, steps, window, steps_per_call=1):
+def _run_worker(method, k, l, xla, steps, window, steps_per_call=1,
+                num_seeds=1):
   cmd = [sys.executable, os.path.abspath(__file__), '--worker',
          f'--method={method}', f'--k={k}', f'--l={l}', f'--xla={xla}',
          f'--steps={steps}', f'--window={window}',
-         f'--steps_per_call={steps_per_call}']
+         f'--steps_per_call={steps_per_call}', f'--num_seeds={num_seeds}']
   proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
                         cwd=REPO)
   if proc.returncode:
     raise RuntimeError(f'worker {cmd} failed:\n{proc.stderr[-3000:]}')
   row = json.loads(proc.stdout.strip().splitlines()[-1])
-  print(f"  {method} K={k} L={l} XLA {xla}: {row['env_steps_per_sec']:,.0f} "
-        f"env steps/s, start-up {row['startup_s']:.1f} s, peak "
+  seeds = f' x {num_seeds} seeds' if num_seeds > 1 else ''
+  print(f"  {method} K={k} L={l}{seeds} XLA {xla}: "
+        f"{row['env_steps_per_sec']:,.0f} env steps/s (per seed), start-up "
+        f"{row['startup_s']:.1f} s, peak "
         f"{row['peak_rss_mb']:.0f} MB", flush=True)
   return row
 
@@ -164,6 +177,73 @@ def memory_sweep(args):
       ratios[f'k{k}_peak_rss_L{hi}_over_L{lo}'] = (
           sel[hi]['peak_rss_mb'] / sel[lo]['peak_rss_mb'])
   return rows, ratios
+
+
+def seeds_sweep(args):
+  """BMG K7L9 with N seeds in one graph; aggregate rate over N=1's."""
+  runs = {}
+  for round_ in range(args.repeats):
+    print(f'seeds round {round_ + 1}/{args.repeats}', flush=True)
+    for xla in args.xla:
+      for n in args.seeds:
+        steps = args.seeds_steps // n // (1 if xla == 'on' else 10)
+        steps = max(steps, 6 * 240)
+        row = _run_worker('bmg', 7, 9, xla, steps, steps // 6, num_seeds=n)
+        runs.setdefault((n, xla), []).append(row)
+  rows = []
+  for (n, xla), rs in sorted(runs.items()):
+    per_seed = statistics.median(r['env_steps_per_sec'] for r in rs)
+    rows.append({'num_seeds': n, 'xla': xla,
+                 'per_seed_env_steps_per_sec': per_seed,
+                 'aggregate_env_steps_per_sec': n * per_seed,
+                 'per_round': [r['env_steps_per_sec'] for r in rs],
+                 'startup_s': statistics.median(r['startup_s'] for r in rs),
+                 'peak_rss_mb': max(r['peak_rss_mb'] for r in rs)})
+  single = {r['xla']: r['aggregate_env_steps_per_sec'] for r in rows
+            if r['num_seeds'] == 1}
+  ratios = {}
+  for r in rows:
+    if r['xla'] in single and r['num_seeds'] > 1:
+      ratios[f"aggregate_N{r['num_seeds']}_over_N1_xla_{r['xla']}"] = (
+          r['aggregate_env_steps_per_sec'] / single[r['xla']])
+  return rows, ratios
+
+
+def _seeds_markdown(rows, ratios):
+  lines = ['BMG K=7 L=9, N seeds batched in one graph (2x256 MLPs, 16-step '
+           'rollouts, one stream per seed).', '',
+           '| N seeds | XLA | per seed env steps/s | aggregate env steps/s | '
+           'aggregate / N=1 | start-up + compile s | peak RSS MB |',
+           '|---|---|---|---|---|---|---|']
+  for r in rows:
+    ratio = ratios.get(f"aggregate_N{r['num_seeds']}_over_N1_xla_{r['xla']}",
+                       1.0 if r['num_seeds'] == 1 else float('nan'))
+    lines.append(f"| {r['num_seeds']} | {r['xla']} | "
+                 f"{r['per_seed_env_steps_per_sec']:,.0f} | "
+                 f"{r['aggregate_env_steps_per_sec']:,.0f} | {ratio:.2f} | "
+                 f"{r['startup_s']:.1f} | {r['peak_rss_mb']:.0f} |")
+  return '\n'.join(lines) + '\n'
+
+
+def _seeds_plot(rows, path):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for xla, colour in (('on', 'tab:blue'), ('off', 'tab:gray')):
+    sel = sorted((r['num_seeds'], r['aggregate_env_steps_per_sec'])
+                 for r in rows if r['xla'] == xla)
+    if sel:
+      ax.plot([s[0] for s in sel], [s[1] for s in sel], marker='o',
+              color=colour, label=f'XLA {xla}')
+  ax.set_xscale('log', base=2)
+  ax.set_xlabel('seeds batched in one graph (N)')
+  ax.set_ylabel('aggregate env steps/s')
+  ax.set_title('BMG K=7 L=9: N seeds in one graph')
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
 
 
 def _markdown(speed_rows, memory_rows, ratios):
@@ -255,7 +335,12 @@ def main():
                                                      'speed'))
   parser.add_argument('--steps_per_call', type=int, default=1,
                       help='meta-steps per compiled call (speed sweep)')
+  parser.add_argument('--seeds', default='1,2,4,8',
+                      help='N values of the seeds sweep')
+  parser.add_argument('--seeds_steps', type=int, default=96_000,
+                      help='seeds sweep: env steps per run over all seeds')
   parser.add_argument('--worker', action='store_true')
+  parser.add_argument('--num_seeds', type=int, default=1)
   parser.add_argument('--method', default='bmg')
   parser.add_argument('--steps', type=int, default=0)
   parser.add_argument('--window', type=int, default=0)
@@ -265,8 +350,10 @@ def main():
     _worker(args)
     return
   sweeps = set(args.sweeps.split(','))
-  if sweeps - {'speed', 'memory'} or args.repeats < 1:
-    parser.error("--sweeps: 'speed' and/or 'memory'; --repeats >= 1")
+  if sweeps - {'speed', 'memory', 'seeds'} or args.repeats < 1:
+    parser.error("--sweeps: any of 'speed', 'memory', 'seeds'; "
+                 '--repeats >= 1')
+  args.seeds = [int(v) for v in args.seeds.split(',')]
   args.xla = [v for v in args.xla.split(',') if v]
   if set(args.xla) - {'on', 'off'}:
     parser.error("--xla: 'on' and/or 'off'")
@@ -280,6 +367,17 @@ def main():
     memory_rows, r = memory_sweep(args)
     ratios.update(r)
   os.makedirs(args.out, exist_ok=True)
+  if 'seeds' in sweeps:
+    seed_rows, seed_ratios = seeds_sweep(args)
+    with open(os.path.join(args.out, 'seeds.json'), 'w') as f:
+      json.dump({'rows': seed_rows, 'ratios': seed_ratios}, f, indent=1)
+    table = _seeds_markdown(seed_rows, seed_ratios)
+    with open(os.path.join(args.out, 'seeds.md'), 'w') as f:
+      f.write(table)
+    _seeds_plot(seed_rows, os.path.join(args.out, 'seeds.png'))
+    print(table)
+    if not sweeps & {'speed', 'memory'}:
+      return
   with open(os.path.join(args.out, 'speed.json'), 'w') as f:
     json.dump({'steps_per_call': args.steps_per_call, 'speed': speed_rows, 'memory': memory_rows, 'ratios': ratios,
                'pytorch_port_reported_steps_per_sec':

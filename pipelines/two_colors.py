@@ -16,6 +16,13 @@ see `RolloutCache`):
 
 The budget `num_env_steps` is checked between meta-steps, so a run may
 overshoot it by less than one meta-step.
+
+`num_seeds=N > 1` runs N independent seeds (`seed`, ..., `seed + N - 1`) as a
+batch dimension of one graph: N env streams, networks and meta-parameters
+stacked along a seed axis, losses summed over seeds so that each seed's
+gradients are its own, and clipping per seed. Seed n starts from the same
+networks as a single-seed run with `seed + n` (its env stream and action
+draws differ). `num_env_steps` is then per seed.
 """
 
 import os
@@ -52,19 +59,31 @@ def make_env(env_name: str, **kwargs):
 
 
 class RunStats(tf.Module):
-  """Env-step and reward counters, updated in-graph by every collection."""
+  """Env-step and reward counters, updated in-graph by every collection.
 
-  def __init__(self):
+  `env_steps` counts the steps of one stream (per seed). `total_reward` and
+  `entropy_sum` are scalars, or `[N]` (one per seed) with `num_seeds`.
+  """
+
+  def __init__(self, num_seeds: Optional[int] = None):
     super().__init__(name='run_stats')
+    shape = [] if num_seeds is None else [num_seeds]
+    self.num_seeds = num_seeds
     self.env_steps = tf.Variable(0, dtype=tf.int64, trainable=False)
-    self.total_reward = tf.Variable(0.0, dtype=tf.float64, trainable=False)
-    self.entropy_sum = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+    self.total_reward = tf.Variable(tf.zeros(shape, tf.float64),
+                                    trainable=False)
+    self.entropy_sum = tf.Variable(tf.zeros(shape, tf.float64),
+                                   trainable=False)
     self.rollouts = tf.Variable(0, dtype=tf.int64, trainable=False)
 
   def update(self, rollout, entropy):
-    reward = rollout['reward']
-    self.env_steps.assign_add(tf.cast(tf.size(reward), tf.int64))
-    self.total_reward.assign_add(tf.reduce_sum(tf.cast(reward, tf.float64)))
+    """Counts one rollout: reward `[T, B]`, entropy scalar or `[N]`."""
+    reward = tf.cast(rollout['reward'], tf.float64)
+    steps = tf.size(reward) // (self.num_seeds or 1)
+    self.env_steps.assign_add(tf.cast(steps, tf.int64))
+    self.total_reward.assign_add(
+        tf.reduce_sum(reward) if self.num_seeds is None else
+        tf.reduce_sum(reward, axis=0))
     self.entropy_sum.assign_add(tf.cast(entropy, tf.float64))
     self.rollouts.assign_add(1)
 
@@ -101,6 +120,7 @@ def train_eval(root_dir: str,
                respawn: str = 'collected',
                step_cost: float = 0.0,
                seed: int = 0,
+               num_seeds: int = 1,
                jit_compile: bool = True,
                steps_per_call: int = 1,
                log_every: int = 50_000,
@@ -147,6 +167,10 @@ def train_eval(root_dir: str,
     respawn: 'collected' or 'all'.
     step_cost: reward subtracted every step.
     seed: seed of the networks, env stream and action sampling.
+    num_seeds: N > 1 runs seeds `seed`, ..., `seed + N - 1` as a batch
+      dimension of one graph (see the module docstring); `num_env_steps` is
+      then per seed, and the SavedModel of seed n goes to
+      `export/seed_<n>`.
     jit_compile: compile the meta-step with XLA.
     steps_per_call: meta-steps per compiled call (a `tf.while_loop` in the
       graph, `MetaLearner`); the same result, less per-call overhead. The
@@ -160,12 +184,16 @@ def train_eval(root_dir: str,
 
   Returns:
     With `export_only`: {'export_dir', 'env_steps', 'train_step'}. Else a
-    dict: 'env_steps', 'reward_per_step' (whole run), 'entropy_weight'
-    (final), 'history' (one row per log: env_steps, reward_per_step over the
-    window, entropy_weight, policy_entropy, env_steps_per_sec (from the second
-    log on)). Each row is also appended to
-    `root_dir/history.jsonl`, and `root_dir/result.json` holds the summary
-    with the whole history across restarts. The returned 'history' holds
+    dict: 'env_steps' (per seed), 'reward_per_step' (whole run),
+    'entropy_weight' (final), 'history' (one row per log: env_steps,
+    reward_per_step over the window, entropy_weight, policy_entropy,
+    env_steps_per_sec (from the second log on)). With N > 1 seeds the values
+    are means over seeds; the result adds 'num_seeds',
+    'reward_per_step_per_seed' and 'entropy_weight_per_seed', and the rows
+    add '<name>/seed_<n>' and 'aggregate_env_steps_per_sec' (all seeds).
+    Each row is also appended to `root_dir/history.jsonl`, and
+    `root_dir/result.json` holds the summary with the whole history across
+    restarts. The returned 'history' holds
     only the rows logged by this process.
 
   Raises:
@@ -176,21 +204,26 @@ def train_eval(root_dir: str,
                      f'{method!r}.')
   if num_env_steps <= 0 or rollout_length <= 0:
     raise ValueError('num_env_steps/rollout_length: must be positive.')
+  if (isinstance(num_seeds, bool) or not isinstance(num_seeds, int) or
+      num_seeds < 1):
+    raise ValueError(f'num_seeds: must be a positive int, got {num_seeds!r}.')
+  seeds = None if num_seeds == 1 else num_seeds  # The seed axis, if any.
+  clip_dims = 0 if seeds is None else 1
   tf.random.set_seed(seed)
   env = make_env(env_name, flip_period=flip_period, respawn=respawn,
-                 step_cost=step_cost, batch_size=1, seed=seed)
+                 step_cost=step_cost, batch_size=num_seeds, seed=seed)
   obs_dim = env.observation_spec().shape[-1]
   num_actions = int(env.action_spec().maximum) + 1
   agent = actor_critic.ActorCritic(
       obs_dim, num_actions, hidden_sizes=hidden_sizes, gamma=gamma,
       value_coef=value_coef, outer_entropy_weight=outer_entropy_weight,
-      return_steps=return_steps, seed=seed)
+      return_steps=return_steps, seed=seed, num_seeds=seeds)
   policy = rollout_lib.FunctionalPolicy(
       env.time_step_spec(), env.action_spec(), agent.distribution,
       lambda: agent.params, seed=seed + 1)
   collector = rollout_lib.RolloutCollector(env, policy, rollout_length)
-  context = rollout_lib.RewardContext(context_window)
-  stats = RunStats()
+  context = rollout_lib.RewardContext(context_window, num_streams=seeds)
+  stats = RunStats(seeds)
   cache = rollout_lib.RolloutCache(collector.rollout_spec())
 
   if method == 'fixed':
@@ -202,25 +235,33 @@ def train_eval(root_dir: str,
       meta = meta_params.MetaParameters({}, contextual=(
           meta_params.ContextualMetaParameters(
               context_window, {'entropy_weight': entropy_weight},
-              hidden_sizes=meta_hidden_sizes, seed=seed + 2000)))
+              hidden_sizes=meta_hidden_sizes, seed=seed + 2000,
+              num_seeds=seeds)))
     else:
       meta = meta_params.MetaParameters({
           'entropy_weight': meta_params.MetaParameter(
-              entropy_weight, 'sigmoid', name='entropy_weight')})
+              entropy_weight, 'sigmoid', num_seeds=seeds,
+              name='entropy_weight')})
     if method == 'mg':
       config = bootstrap.BootstrapConfig(method='mg', k_steps=k_steps)
     else:
+      weights = dict(matching or {'policy_kl': 1.0})
+      if seeds is not None and reduction == 'mean':
+        # A mean over [T, N] states is 1/N of the per-seed means' sum.
+        weights = {k: w * (num_seeds if k != 'param_l2' else 1)
+                   for k, w in weights.items()}
       config = bootstrap.BootstrapConfig(
           method='bmg', k_steps=k_steps, l_steps=l_steps,
-          matching=dict(matching or {'policy_kl': 1.0}), reduction=reduction,
+          matching=weights, reduction=reduction,
           continue_from=continue_from)
   last_index = config.batches_per_step - 1
   reuse = method != 'fixed'
 
   def collect(params):
     rollout = collector.collect(params)
-    entropy = tf.reduce_mean(
-        agent.distribution(params, rollout['observation']).entropy())
+    entropy = agent.distribution(params, rollout['observation']).entropy()
+    entropy = (tf.reduce_mean(entropy) if seeds is None else
+               tf.reduce_mean(entropy, axis=0))
     context.update(rollout)
     stats.update(rollout, entropy)
     return rollout
@@ -238,7 +279,8 @@ def train_eval(root_dir: str,
   def clipped(opt):
     if inner_clip_global_norm is None:
       return opt
-    return optimizers.GlobalNormClipped(opt, inner_clip_global_norm)
+    return optimizers.GlobalNormClipped(opt, inner_clip_global_norm,
+                                        batch_dims=clip_dims)
 
   learner = meta_learner_lib.MetaLearner(
       agent.params, meta, agent.objectives(), config,
@@ -249,7 +291,8 @@ def train_eval(root_dir: str,
                         if method == 'bmg' else None),
       meta_optimizer=meta_params.MetaOptimizer(
           learning_rate=meta_learning_rate, epsilon=meta_epsilon,
-          clip_global_norm=meta_clip_global_norm),
+          clip_global_norm=meta_clip_global_norm,
+          clip_batch_dims=clip_dims),
       batch_fn=batch_fn,
       jit_compile=jit_compile,
       steps_per_call=steps_per_call,
@@ -262,15 +305,37 @@ def train_eval(root_dir: str,
   run.restore()
 
   def export_to(export_dir):
+    if seeds is None:
+      return export_seed(export_dir, None)
+    for n in range(num_seeds):
+      export_seed(os.path.join(export_dir, f'seed_{n}'), n)
+    return export_dir
+
+  def export_seed(export_dir, n):
+    """One SavedModel; seed n's slice of a batched run when n is set."""
     has_meta = method != 'fixed'
+
+    def per_seed(x):
+      # [B, D] -> [B, N, D]: every seed sees the input; keep seed n's output.
+      return x if n is None else tf.tile(x[:, None], [1, num_seeds, 1])
+
+    def pick(y, axis):
+      return y if n is None else tf.gather(y, n, axis=axis)
+
+    def meta_of_context(ctx):
+      return {k: pick(v, 1) for k, v in meta(per_seed(ctx)).items()}
+
+    def meta_fixed():
+      return {k: pick(v, 0) for k, v in meta().items()}
+
     return export_lib.export_policy(
         export_dir,
-        head_fn=lambda obs: agent.logits(agent.params, obs),
+        head_fn=lambda obs: pick(agent.logits(agent.params, per_seed(obs)), 1),
         observation_dim=obs_dim,
         variables=agent.params + list(meta.variables),
         head='logits',
-        meta_fn=(lambda ctx: meta(ctx)) if has_meta and contextual else (
-            (lambda: meta()) if has_meta else None),
+        meta_fn=meta_of_context if has_meta and contextual else (
+            meta_fixed if has_meta else None),
         context_dim=context_window if has_meta and contextual else None,
         train_step=int(learner.train_step_counter),
         gin_config=run.operative_config_text())
@@ -280,26 +345,46 @@ def train_eval(root_dir: str,
                       env_steps=int(stats.env_steps),
                       train_step=int(learner.train_step_counter))
 
-  def entropy_weight_now():
-    return float(meta(context.value())['entropy_weight'])
+  def per_seed_values(x):
+    """A scalar or `[N]` tensor -> a list of N floats (N = 1 unbatched)."""
+    return [float(v) for v in tf.reshape(x, [-1]).numpy()]
+
+  def entropy_weights_now():
+    return per_seed_values(meta(context.value())['entropy_weight'])
+
+  def mean(values):
+    return sum(values) / len(values)
+
+  def with_seeds(name, values):
+    """{name: mean} plus {name/seed_n: value} for a batched run."""
+    out = {name: mean(values)}
+    if seeds is not None:
+      out.update({f'{name}/seed_{n}': v for n, v in enumerate(values)})
+    return out
 
   history = []
-  last = {'steps': int(stats.env_steps), 'reward': float(stats.total_reward),
-          'entropy': float(stats.entropy_sum),
+  last = {'steps': int(stats.env_steps),
+          'reward': per_seed_values(stats.total_reward),
+          'entropy': per_seed_values(stats.entropy_sum),
           'rollouts': int(stats.rollouts)}
   step = last['steps']
   while step < num_env_steps:
     metrics = learner.step()
     step = int(stats.env_steps)
     if run.should_log(step):
-      reward, ent = float(stats.total_reward), float(stats.entropy_sum)
+      reward = per_seed_values(stats.total_reward)
+      ent = per_seed_values(stats.entropy_sum)
       rollouts = int(stats.rollouts)
+      steps, count = max(1, step - last['steps']), max(
+          1, rollouts - last['rollouts'])
       window = {
-          'reward_per_step': (reward - last['reward']) /
-                             max(1, step - last['steps']),
-          'policy_entropy': (ent - last['entropy']) /
-                            max(1, rollouts - last['rollouts']),
-          'entropy_weight': entropy_weight_now(),
+          **with_seeds('reward_per_step',
+                       [(r - r0) / steps for r, r0 in zip(reward,
+                                                          last['reward'])]),
+          **with_seeds('policy_entropy',
+                       [(e - e0) / count for e, e0 in zip(ent,
+                                                          last['entropy'])]),
+          **with_seeds('entropy_weight', entropy_weights_now()),
       }
       last = {'steps': step, 'reward': reward, 'entropy': ent,
               'rollouts': rollouts}
@@ -309,24 +394,37 @@ def train_eval(root_dir: str,
         row = {'env_steps': step, **window}
         if 'steps_per_sec' in values:
           row['env_steps_per_sec'] = values['steps_per_sec']
+          if seeds is not None:
+            row['aggregate_env_steps_per_sec'] = (values['steps_per_sec'] *
+                                                  num_seeds)
         history.append(row)
         run.record(row)
     run.maybe_save(step)
   run.finish(step)
-  total_reward = float(stats.total_reward)
+  rewards = [r / max(1, step) for r in per_seed_values(stats.total_reward)]
+  weights = entropy_weights_now()
   result = {
       'env_steps': step,
-      'reward_per_step': total_reward / max(1, step),
-      'entropy_weight': entropy_weight_now(),
+      'reward_per_step': mean(rewards),
+      'entropy_weight': mean(weights),
       'history': history,
   }
+  if seeds is not None:
+    result.update({'num_seeds': num_seeds,
+                   'reward_per_step_per_seed': rewards,
+                   'entropy_weight_per_seed': weights})
   run.write_result({**result, 'history': run.history('env_steps'),
                     'method': method, 'seed': seed})
   if export:
     export_to(os.path.join(run.root_dir, 'export'))
-  print(f'{method.upper()}: {step} env steps, reward/step '
-        f'{result["reward_per_step"]:.4f}, entropy weight '
-        f'{result["entropy_weight"]:.4f}', flush=True)
-  if not math.isfinite(result['reward_per_step']):
+  if seeds is None:
+    print(f'{method.upper()}: {step} env steps, reward/step '
+          f'{result["reward_per_step"]:.4f}, entropy weight '
+          f'{result["entropy_weight"]:.4f}', flush=True)
+  else:
+    print(f'{method.upper()} x {num_seeds} seeds: {step} env steps each, '
+          f'reward/step {", ".join(f"{r:.4f}" for r in rewards)}, entropy '
+          f'weight {", ".join(f"{w:.4f}" for w in weights)}', flush=True)
+  if not all(math.isfinite(r) for r in rewards):
     raise ValueError('training diverged: non-finite reward per step.')
   return result

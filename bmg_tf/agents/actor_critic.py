@@ -16,9 +16,16 @@ env's discount (1 in the non-episodic two-colours stream). `return_steps=1`
 gives one-step TD targets `r_t + gamma * d_t * V(s_{t+1})` instead.
 
 Rollouts are time-major dicts (see `bmg_tf.agents.rollout`).
+
+N seeds in one graph (`num_seeds=N`): the networks stack N independent
+copies along a seed axis (`bmg_tf.networks.mlp`), the rollout's stream axis
+is the seed axis (`[T, N, ...]`, one stream per seed) and `meta` values are
+`[N]`. Each loss term is then a per-seed mean over time, `[N]`, and the
+inner and outer losses are their sum over seeds, so that seed n's gradient is
+exactly the gradient of its own single-seed loss.
 """
 
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import gin
 import tensorflow as tf
@@ -72,6 +79,7 @@ class ActorCritic(tf.Module):
                outer_entropy_weight: float = 0.0,
                return_steps: str = 'n_step',
                seed: int = 0,
+               num_seeds: Optional[int] = None,
                name: str = 'actor_critic'):
     """Creates the networks.
 
@@ -84,6 +92,9 @@ class ActorCritic(tf.Module):
       outer_entropy_weight: fixed entropy bonus in the outer objective.
       return_steps: 'n_step' (bootstrapped at the rollout's end) or '1_step'.
       seed: initialisation seed.
+      num_seeds: if set, N independent seeds batched along the stream axis;
+        seed n's networks are initialised as the single agent with
+        `seed + n`.
       name: module name.
 
     Raises:
@@ -107,9 +118,11 @@ class ActorCritic(tf.Module):
     with self.name_scope:
       self.policy_net = mlp.MLP(hidden_sizes, num_actions,
                                 input_dim=observation_dim, seed=seed,
-                                name='policy')
+                                num_seeds=num_seeds, name='policy')
       self.value_net = mlp.MLP(hidden_sizes, 1, input_dim=observation_dim,
-                               seed=seed + 1000, name='value')
+                               seed=seed + 1000, num_seeds=num_seeds,
+                               name='value')
+    self.num_seeds = self.policy_net.num_seeds
     self._n_policy = len(self.policy_net.params)
 
   @property
@@ -130,12 +143,19 @@ class ActorCritic(tf.Module):
     return tfd.Categorical(logits=self.logits(params, observation),
                            dtype=tf.int64)
 
+  def _mean(self, x: tf.Tensor) -> tf.Tensor:
+    """Mean over time and streams; per seed (over time) with `num_seeds`."""
+    if self.num_seeds is None:
+      return tf.reduce_mean(x)
+    return tf.reduce_mean(x, axis=0)
+
   def loss_terms(self, params, rollout) -> Dict[str, tf.Tensor]:
     """The unweighted loss terms on a rollout (each a float32 scalar).
 
     Returns:
       dict: 'pg' (policy-gradient loss), 'value' (0.5 * mean squared
-      advantage), 'entropy' (mean policy entropy), 'mean_reward'.
+      advantage), 'entropy' (mean policy entropy), 'mean_reward'. Each is
+      `[N]`, one per seed, with `num_seeds`.
     """
     with tf.name_scope('actor_critic_loss'):
       obs = rollout['observation']
@@ -152,22 +172,31 @@ class ActorCritic(tf.Module):
       advantage = returns - values
       log_prob = dist.log_prob(rollout['action'])
       return {
-          'pg': -tf.reduce_mean(log_prob * tf.stop_gradient(advantage)),
-          'value': 0.5 * tf.reduce_mean(tf.square(advantage)),
-          'entropy': tf.reduce_mean(dist.entropy()),
-          'mean_reward': tf.reduce_mean(rewards),
+          'pg': -self._mean(log_prob * tf.stop_gradient(advantage)),
+          'value': 0.5 * self._mean(tf.square(advantage)),
+          'entropy': self._mean(dist.entropy()),
+          'mean_reward': self._mean(rewards),
       }
 
   def inner_loss(self, params, rollout, meta) -> tf.Tensor:
-    """`pg + value_coef * value - entropy_weight * entropy`."""
+    """The inner loss, a float32 scalar.
+
+    `pg + value_coef * value - entropy_weight * entropy`, summed over seeds
+    with `num_seeds` (then `meta['entropy_weight']` is `[N]`).
+    """
     t = self.loss_terms(params, rollout)
-    return (t['pg'] + self.value_coef * t['value'] -
-            tf.cast(meta['entropy_weight'], tf.float32) * t['entropy'])
+    return tf.reduce_sum(
+        t['pg'] + self.value_coef * t['value'] -
+        tf.cast(meta['entropy_weight'], tf.float32) * t['entropy'])
 
   def outer_loss(self, params, rollout) -> tf.Tensor:
-    """`pg - outer_entropy_weight * entropy`: no meta-learned terms."""
+    """The outer loss, a float32 scalar, with no meta-learned terms.
+
+    `pg - outer_entropy_weight * entropy`, summed over seeds with
+    `num_seeds`.
+    """
     t = self.loss_terms(params, rollout)
-    return t['pg'] - self.outer_entropy_weight * t['entropy']
+    return tf.reduce_sum(t['pg'] - self.outer_entropy_weight * t['entropy'])
 
   def objectives(self) -> bootstrap.Objectives:
     """The engine's view of this agent."""

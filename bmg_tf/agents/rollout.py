@@ -26,7 +26,7 @@ Rollout dict (time-major, T steps, B streams):
 """
 
 import contextlib
-from typing import Callable, Dict, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -215,21 +215,36 @@ class RewardContext(tf.Module):
   """The mean reward of each of the last `window` rollouts: `[window]`.
 
   The context of contextual meta-parameters (BMG_SPEC section 2.1). Oldest
-  first; starts at zeros.
+  first; starts at zeros. With `num_streams=N` (N seeds batched in one graph,
+  one stream each) every stream keeps its own context: `[N, window]`.
   """
 
-  def __init__(self, window: int = 10, name: str = 'reward_context'):
+  def __init__(self, window: int = 10, num_streams: Optional[int] = None,
+               name: str = 'reward_context'):
     super().__init__(name=name)
     if window <= 0:
       raise ValueError(f'window: must be positive, got {window}.')
+    if num_streams is not None and num_streams <= 0:
+      raise ValueError(f'num_streams: must be positive, got {num_streams}.')
     self.window = int(window)
-    self.rewards = tf.Variable(tf.zeros([window]), trainable=False,
+    self.num_streams = num_streams
+    shape = [window] if num_streams is None else [num_streams, window]
+    self.rewards = tf.Variable(tf.zeros(shape), trainable=False,
                                name='rewards')
 
   def update(self, rollout: Dict[str, tf.Tensor]):
-    """Appends the rollout's mean reward (over time and streams)."""
-    mean = tf.reduce_mean(tf.cast(rollout['reward'], tf.float32))
-    self.rewards.assign(tf.concat([self.rewards[1:], mean[None]], axis=0))
+    """Appends the rollout's mean reward.
+
+    Args:
+      rollout: a rollout dict; its 'reward' is `[T, B]`. The mean is over
+        time and streams, or over time per stream with `num_streams`.
+    """
+    reward = tf.cast(rollout['reward'], tf.float32)  # [T, B]
+    if self.num_streams is None:
+      mean = tf.reduce_mean(reward)[None]
+    else:
+      mean = tf.reduce_mean(reward, axis=0)[:, None]  # [N, 1]
+    self.rewards.assign(tf.concat([self.rewards[..., 1:], mean], axis=-1))
 
   def value(self) -> tf.Tensor:
     return self.rewards.read_value()

@@ -25,6 +25,7 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 import gin
 import tensorflow as tf
 
+from bmg_tf.core import optimizers
 from bmg_tf.networks import mlp as mlp_lib
 
 __all__ = [
@@ -55,6 +56,17 @@ def _check_transform(transform: str, name: str) -> str:
   return transform
 
 
+def _check_num_seeds(num_seeds) -> Optional[int]:
+  """None, or a positive int: the number of seeds batched in one graph."""
+  if num_seeds is None:
+    return None
+  if isinstance(num_seeds, bool) or int(num_seeds) != num_seeds or (
+      num_seeds < 1):
+    raise ValueError(f'num_seeds: must be None or a positive int, got '
+                     f'{num_seeds!r}.')
+  return int(num_seeds)
+
+
 def _raw_init(value, transform: str, name: str) -> float:
   """Maps an initial value to the unconstrained space, validating it."""
   try:
@@ -79,6 +91,7 @@ class MetaParameter(tf.Module):
                init_value: float,
                transform: str = 'sigmoid',
                dtype=tf.float32,
+               num_seeds: Optional[int] = None,
                name: str = 'meta_parameter'):
     """Creates the variable.
 
@@ -87,23 +100,28 @@ class MetaParameter(tf.Module):
         range of `transform`.
       transform: 'sigmoid', 'exp' or 'identity'.
       dtype: float dtype of the variable and of the value.
+      num_seeds: if set, N independent copies (one per seed of a run that
+        batches N seeds in one graph): the variable and the value are `[N]`.
       name: module name; also used in error messages.
 
     Raises:
       ValueError: naming the parameter, on an unknown transform or a
-        non-finite or out-of-range initial value.
+        non-finite or out-of-range initial value, or a bad `num_seeds`.
     """
     super().__init__(name=name)
     self._transform = _check_transform(transform, name)
     raw = _raw_init(init_value, transform, name)
-    self.raw = tf.Variable(raw, dtype=dtype, name='raw')
+    self.num_seeds = _check_num_seeds(num_seeds)
+    shape = [] if num_seeds is None else [self.num_seeds]
+    self.raw = tf.Variable(tf.fill(shape, tf.constant(raw, dtype)),
+                           dtype=dtype, name='raw')
 
   @property
   def transform(self) -> str:
     return self._transform
 
   def __call__(self, context=None) -> tf.Tensor:
-    """Returns the scalar value, differentiable w.r.t. `self.raw`."""
+    """Returns the value (scalar, or `[N]`), differentiable w.r.t. `raw`."""
     del context  # Not contextual.
     with tf.name_scope(self.name):
       return TRANSFORMS[self._transform][0](self.raw)
@@ -115,6 +133,10 @@ class ContextualMetaParameters(tf.Module):
 
   Input context: float tensor `[C]` or `[B, C]`. Output: a dict name ->
   tensor of shape `[]` or `[B]`. The context is wrapped in `tf.stop_gradient`.
+
+  With `num_seeds=N` there are N independent networks (seed `n`'s equals the
+  single network built with `seed + n`): the context is `[..., N, C]` (one
+  context per seed) and each output `[..., N]`.
   """
 
   def __init__(self,
@@ -124,6 +146,7 @@ class ContextualMetaParameters(tf.Module):
                hidden_sizes: Sequence[int] = (32,),
                seed: Optional[int] = None,
                dtype=tf.float32,
+               num_seeds: Optional[int] = None,
                name: str = 'contextual_meta_parameters'):
     """Creates the network.
 
@@ -134,6 +157,7 @@ class ContextualMetaParameters(tf.Module):
       hidden_sizes: hidden widths of the MLP (ReLU).
       seed: initialisation seed of the hidden layers.
       dtype: float dtype.
+      num_seeds: if set, N independent networks along a seed axis.
       name: module name.
 
     Raises:
@@ -158,14 +182,18 @@ class ContextualMetaParameters(tf.Module):
     raw = [_raw_init(init_values[n], self._transforms[n], f'init_values[{n}]')
            for n in self._names]
     self._context_dim = int(context_dim)
+    self.num_seeds = _check_num_seeds(num_seeds)
     with self.name_scope:
       self.net = mlp_lib.MLP(hidden_sizes, output_size=len(self._names),
                              output_kernel_scale=0.0,
                              input_dim=self._context_dim, seed=seed,
-                             dtype=dtype, name='net')
+                             dtype=dtype, num_seeds=self.num_seeds,
+                             name='net')
       # Output bias = inverse transform of the initial values: with a zero
       # output kernel, every output starts exactly at its initial value.
-      self.net.params[-1].assign(tf.constant(raw, dtype=dtype))
+      bias = self.net.params[-1]
+      bias.assign(tf.broadcast_to(tf.constant(raw, dtype=dtype),
+                                  bias.shape))
 
   @property
   def names(self) -> Tuple[str, ...]:
@@ -186,11 +214,15 @@ class ContextualMetaParameters(tf.Module):
                          f'{self._context_dim}, got shape {context.shape}.')
       unbatched = context.shape.rank == 1
       if unbatched:
+        if self.num_seeds is not None:
+          raise ValueError(f'context: expected [..., {self.num_seeds}, '
+                           f'{self._context_dim}] (one per seed), got shape '
+                           f'{context.shape}.')
         context = context[None]
       raw = self.net(context)
       out = {}
       for i, n in enumerate(self._names):
-        v = TRANSFORMS[self._transforms[n]][0](raw[:, i])
+        v = TRANSFORMS[self._transforms[n]][0](raw[..., i])
         out[n] = v[0] if unbatched else v
       return out
 
@@ -318,6 +350,7 @@ class MetaOptimizer(tf.Module):
                beta_2: float = 0.999,
                clip_global_norm: Optional[float] = None,
                optimizer: Optional[tf.keras.optimizers.Optimizer] = None,
+               clip_batch_dims: int = 0,
                name: str = 'meta_optimizer'):
     """Creates the optimizer.
 
@@ -329,6 +362,9 @@ class MetaOptimizer(tf.Module):
       clip_global_norm: if set, meta-gradients are clipped to this global
         norm before the update.
       optimizer: any tf_keras optimizer, to use instead of Adam.
+      clip_batch_dims: 1 when every meta-variable stacks N independent
+        seeds along its leading axis: each seed is clipped by its own norm
+        (`optimizers.clip_by_global_norm`).
       name: module name.
 
     Raises:
@@ -341,7 +377,11 @@ class MetaOptimizer(tf.Module):
         raise ValueError(f'{arg}: must be finite and positive, got {v}.')
     if not (math.isfinite(float(epsilon)) and float(epsilon) > 0):
       raise ValueError(f'epsilon: must be finite and positive, got {epsilon}.')
+    if clip_batch_dims not in (0, 1):
+      raise ValueError(f'clip_batch_dims: must be 0 or 1, got '
+                       f'{clip_batch_dims!r}.')
     self._clip = clip_global_norm
+    self._clip_batch_dims = int(clip_batch_dims)
     self.optimizer = optimizer or tf.keras.optimizers.Adam(
         learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2,
         epsilon=epsilon)
@@ -368,7 +408,10 @@ class MetaOptimizer(tf.Module):
       if not grads:
         return tf.constant(0.0)
       norm = tf.linalg.global_norm(grads)
-      if self._clip is not None:
+      if self._clip is not None and self._clip_batch_dims:
+        grads = optimizers.clip_by_global_norm(grads, self._clip,
+                                               batch_dims=1)
+      elif self._clip is not None:
         grads, _ = tf.clip_by_global_norm(grads, self._clip, use_norm=norm)
       self.optimizer.apply_gradients(
           zip(grads, variables), experimental_aggregate_gradients=aggregate)

@@ -801,26 +801,55 @@ _REGISTRY = {
 
 
 def clip_by_global_norm(grads: Sequence[tf.Tensor],
-                        clip_norm: HParam) -> List[tf.Tensor]:
+                        clip_norm: HParam,
+                        batch_dims: int = 0) -> List[tf.Tensor]:
   """Scales `grads` so that their global norm is at most `clip_norm`.
 
   Differentiable, including at all-zero gradients (where `tf.norm`'s
   gradient is NaN): the norm is computed with the safe square root.
 
   Args:
-    grads: list of float tensors.
+    grads: list of float tensors. With `batch_dims=1` every tensor has the
+      same leading dimension N (independent problems stacked, e.g. N seeds
+      of one learner), shape `[N, ...]`.
     clip_norm: positive scalar.
+    batch_dims: 0 for one global norm over all elements; 1 for one norm per
+      leading index: problem `n` is clipped by the norm of `g[n]` over all
+      tensors `g`, exactly as if it were clipped alone.
 
   Returns:
     The scaled list, same shapes and dtypes.
+
+  Raises:
+    ValueError: if `batch_dims` is not 0 or 1, or the leading dimensions
+      differ.
   """
+  if batch_dims not in (0, 1):
+    raise ValueError(f'batch_dims: must be 0 or 1, got {batch_dims!r}.')
   with tf.name_scope('clip_by_global_norm'):
-    sq = tf.add_n([tf.reduce_sum(tf.square(tf.cast(g, tf.float32)))
-                   for g in grads])
+    if batch_dims == 0:
+      sq = tf.add_n([tf.reduce_sum(tf.square(tf.cast(g, tf.float32)))
+                     for g in grads])
+    else:
+      leading = {int(g.shape[0]) for g in grads if g.shape[0] is not None}
+      if len(leading) > 1 or any(g.shape.rank == 0 for g in grads):
+        raise ValueError('grads: with batch_dims=1 every gradient needs the '
+                         f'same leading dimension, got shapes '
+                         f'{[g.shape.as_list() for g in grads]}.')
+      sq = tf.add_n([
+          tf.reduce_sum(tf.reshape(tf.square(tf.cast(g, tf.float32)),
+                                   [tf.shape(g)[0], -1]), axis=1)
+          for g in grads])  # [N]
     norm = _safe_sqrt(sq)
     clip = tf.cast(clip_norm, tf.float32)
     scale = clip / tf.maximum(norm, clip)
-    return [g * tf.cast(scale, g.dtype) for g in grads]
+
+    def scaled(g):
+      s = tf.cast(scale, g.dtype)
+      if batch_dims:
+        s = tf.reshape(s, [-1] + [1] * (g.shape.rank - 1))
+      return g * s
+    return [scaled(g) for g in grads]
 
 
 class GlobalNormClipped(Optimizer):
@@ -831,12 +860,16 @@ class GlobalNormClipped(Optimizer):
   guard against exploding actor-critic updates).
   """
 
-  def __init__(self, optimizer: Optimizer, clip_norm: float):
+  def __init__(self, optimizer: Optimizer, clip_norm: float,
+               batch_dims: int = 0):
     """Creates the wrapper.
 
     Args:
       optimizer: the optimizer to wrap.
       clip_norm: finite, positive maximum global norm.
+      batch_dims: 1 when the parameters stack N independent problems along
+        their leading axis (N seeds in one graph): each is clipped by its own
+        norm. See `clip_by_global_norm`.
 
     Raises:
       ValueError: naming `clip_norm` or `optimizer`.
@@ -852,10 +885,16 @@ class GlobalNormClipped(Optimizer):
     self._hparam_ranges = optimizer._hparam_ranges  # pylint: disable=protected-access
     self._defaults = optimizer.default_hparams
     self._optimizer = optimizer
+    if batch_dims not in (0, 1):
+      raise ValueError(f'batch_dims: must be 0 or 1, got {batch_dims!r}.')
     self.clip_norm = float(clip_norm)
+    self.batch_dims = int(batch_dims)
 
   def _config(self):
-    return {'optimizer': self._optimizer, 'clip_norm': self.clip_norm}
+    config = {'optimizer': self._optimizer, 'clip_norm': self.clip_norm}
+    if self.batch_dims:
+      config['batch_dims'] = self.batch_dims
+    return config
 
   def init(self, params):
     return self._optimizer.init(params)
@@ -864,8 +903,9 @@ class GlobalNormClipped(Optimizer):
     params = _check_params(params)
     grads = [tf.zeros_like(p) if g is None else g
              for g, p in zip(grads, params)]
-    return self._optimizer.update(clip_by_global_norm(grads, self.clip_norm),
-                                  state, params, hparams)
+    return self._optimizer.update(
+        clip_by_global_norm(grads, self.clip_norm, self.batch_dims), state,
+        params, hparams)
 
 
 def get(name: Text, **hparams: Any) -> Optimizer:

@@ -7,6 +7,13 @@ therefore has two entry points that share one forward function:
 * ``mlp(inputs)``: the usual Keras call, on the layer's own variables;
 * ``mlp.apply(params, inputs)``: the functional call, on a list of tensors
   with the same structure as ``mlp.params`` (``[w_0, b_0, w_1, b_1, ...]``).
+
+With ``num_seeds=N`` the layer holds N independent networks stacked along a
+leading seed axis (kernels ``[N, in, out]``, biases ``[N, out]``), for running
+N seeds of an experiment as one batched graph. Network ``n`` is initialised
+exactly as the single network built with ``seed + n``. Inputs then carry the
+seed axis second to last, ``[..., N, in]``, and row ``[..., n, :]`` goes
+through network ``n`` only.
 """
 
 import math
@@ -51,12 +58,27 @@ def check_params(params: Sequence[tf.Tensor],
   return params
 
 
+def _seeded_matmul(x: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
+  """`[..., N, i] x [N, i, o] -> [..., N, o]`: row `[..., n, :]` times `w[n]`.
+
+  A `BatchMatMul` over the seed axis. (`tf.einsum('...ni,nio->...no')` is
+  equivalent, but its gradient with respect to `w` builds the outer products
+  `[..., N, i, o]` before reducing them: several times slower here.)
+  """
+  lead = tf.shape(x)[:-2]
+  n, i = x.shape[-2], x.shape[-1]
+  rows = tf.transpose(tf.reshape(x, [-1, n, i]), [1, 0, 2])  # [N, M, i]
+  y = tf.transpose(tf.matmul(rows, w), [1, 0, 2])  # [M, N, o]
+  return tf.reshape(y, tf.concat([lead, tf.shape(y)[1:]], axis=0))
+
+
 class MLP(tf.keras.layers.Layer):
   """Fully-connected network with a functional call.
 
   Input: float tensor `[..., input_dim]`. Output: `[..., output_size]` (or
   `[..., hidden_sizes[-1]]` when `output_size` is None). The activation is
-  applied after every hidden layer, never after the output layer.
+  applied after every hidden layer, never after the output layer. With
+  `num_seeds=N`: input `[..., N, input_dim]`, output `[..., N, out]`.
   """
 
   def __init__(self,
@@ -67,6 +89,7 @@ class MLP(tf.keras.layers.Layer):
                input_dim: Optional[int] = None,
                seed: Optional[int] = None,
                dtype=tf.float32,
+               num_seeds: Optional[int] = None,
                name: str = 'mlp'):
     """Creates the MLP.
 
@@ -80,10 +103,12 @@ class MLP(tf.keras.layers.Layer):
       seed: initialisation seed (layer i uses seed + i); None for TF's
         global seeding.
       dtype: float dtype of the variables.
+      num_seeds: if set, N independent networks along a leading seed axis
+        of every variable; network n is initialised with `seed + n`.
       name: layer name.
 
     Raises:
-      ValueError: on non-positive sizes.
+      ValueError: on non-positive sizes or `num_seeds`.
     """
     super().__init__(name=name, dtype=dtype)
     hidden_sizes = tuple(int(h) for h in hidden_sizes)
@@ -94,6 +119,12 @@ class MLP(tf.keras.layers.Layer):
       raise ValueError(f'output_size: must be positive, got {output_size}.')
     if not hidden_sizes and output_size is None:
       raise ValueError('hidden_sizes/output_size: the MLP has no layer.')
+    if num_seeds is not None and (isinstance(num_seeds, bool) or
+                                  int(num_seeds) != num_seeds or
+                                  num_seeds < 1):
+      raise ValueError(f'num_seeds: must be None or a positive int, got '
+                       f'{num_seeds!r}.')
+    self.num_seeds = None if num_seeds is None else int(num_seeds)
     self._hidden_sizes = hidden_sizes
     self._output_size = None if output_size is None else int(output_size)
     self._activation = tf.keras.activations.get(activation)
@@ -114,18 +145,29 @@ class MLP(tf.keras.layers.Layer):
     input_dim = int(tf.TensorShape(input_shape)[-1])
     fan_in = input_dim
     n_layers = len(self.layer_sizes)
+    seeds = [None] if self.num_seeds is None else list(range(
+        self.num_seeds))
+    lead = () if self.num_seeds is None else (self.num_seeds,)
     for i, width in enumerate(self.layer_sizes):
       is_output = self._output_size is not None and i == n_layers - 1
       limit = math.sqrt(6.0 / (fan_in + width))
       scale = self._output_kernel_scale if is_output else 1.0
-      seed = None if self._seed is None else self._seed + i
-      init = tf.keras.initializers.RandomUniform(-limit * scale,
-                                                 limit * scale, seed=seed)
-      if scale == 0.0:
-        init = tf.keras.initializers.Zeros()
-      w = self.add_weight(name=f'kernel_{i}', shape=(fan_in, width),
-                          initializer=init, dtype=self.dtype)
-      b = self.add_weight(name=f'bias_{i}', shape=(width,),
+
+      def kernel_init(shape, dtype=None, i=i, limit=limit, scale=scale):
+        del shape
+        values = []
+        for n in seeds:
+          seed = None if self._seed is None else self._seed + (n or 0) + i
+          init = tf.keras.initializers.RandomUniform(
+              -limit * scale, limit * scale, seed=seed)
+          if scale == 0.0:
+            init = tf.keras.initializers.Zeros()
+          values.append(init((fan_in, width), dtype=dtype))
+        return values[0] if self.num_seeds is None else tf.stack(values)
+
+      w = self.add_weight(name=f'kernel_{i}', shape=lead + (fan_in, width),
+                          initializer=kernel_init, dtype=self.dtype)
+      b = self.add_weight(name=f'bias_{i}', shape=lead + (width,),
                           initializer='zeros', dtype=self.dtype)
       self._weights_list.extend([w, b])
       fan_in = width
@@ -160,11 +202,20 @@ class MLP(tf.keras.layers.Layer):
   def _forward(self, params, inputs):
     with tf.name_scope(self.name):
       h = tf.cast(inputs, self.dtype)
+      if self.num_seeds is not None and (
+          h.shape.rank is not None and
+          (h.shape.rank < 2 or h.shape[-2] not in (None, self.num_seeds))):
+        raise ValueError(f'{self.name}: inputs must be [..., num_seeds='
+                         f'{self.num_seeds}, in], got shape {h.shape}.')
       n_layers = len(self.layer_sizes)
       for i in range(n_layers):
         w, b = params[2 * i], params[2 * i + 1]
-        h = tf.matmul(h, w) + b if h.shape.rank == 2 else (
-            tf.tensordot(h, w, axes=1) + b)
+        if self.num_seeds is not None:
+          h = _seeded_matmul(h, w) + b
+        elif h.shape.rank == 2:
+          h = tf.matmul(h, w) + b
+        else:
+          h = tf.tensordot(h, w, axes=1) + b
         is_output = self._output_size is not None and i == n_layers - 1
         if not is_output:
           h = self._activation(h)

@@ -357,5 +357,17 @@ class CheckpointTest(tf.test.TestCase):
       self.assertAllEqual(a[key], b[key], msg=key)
 
 
+
+class PerStreamRewardContextTest(tf.test.TestCase):
+
+  def test_each_stream_keeps_its_own_window(self):
+    context = rollout_lib.RewardContext(window=3, num_streams=2)
+    for i in range(4):
+      context.update({'reward': tf.constant([[i, 10.0 * i], [i, 10.0 * i]])})
+    self.assertAllClose(context.value(), [[1, 2, 3], [10, 20, 30]])
+    with self.assertRaisesRegex(ValueError, 'num_streams'):
+      rollout_lib.RewardContext(window=3, num_streams=0)
+
+
 if __name__ == '__main__':
   tf.test.main()

@@ -136,6 +136,55 @@ class MetaOptimizerTest(tf.test.TestCase):
       meta_params.MetaOptimizer(clip_global_norm=-1.0)
 
 
+
+class SeededMetaParametersTest(tf.test.TestCase):
+  """`num_seeds=N`: one independent meta-parameter per seed."""
+
+  def test_scalar_meta_parameter_per_seed(self):
+    p = meta_params.MetaParameter(0.2, 'sigmoid', num_seeds=3)
+    self.assertEqual(p.raw.shape, (3,))
+    self.assertAllClose(p(), [0.2] * 3, rtol=1e-6)
+    with self.assertRaisesRegex(ValueError, 'num_seeds'):
+      meta_params.MetaParameter(0.2, num_seeds=0)
+
+  def test_contextual_network_n_equals_single_network_with_seed_plus_n(self):
+    batched = meta_params.ContextualMetaParameters(
+        4, {'a': 0.3, 'b': 2.0}, transforms={'b': 'exp'}, hidden_sizes=(5,),
+        seed=7, num_seeds=2)
+    singles = [meta_params.ContextualMetaParameters(
+        4, {'a': 0.3, 'b': 2.0}, transforms={'b': 'exp'}, hidden_sizes=(5,),
+        seed=7 + n) for n in range(2)]
+    # Move the output layers off zero, so the context matters.
+    rng = np.random.default_rng(1)
+    for v in batched.net.params:
+      v.assign(v + rng.normal(size=v.shape).astype(np.float32) * 0.1)
+    for n, single in enumerate(singles):
+      for sv, bv in zip(single.net.params, batched.net.params):
+        sv.assign(bv[n])
+    ctx = rng.normal(size=(6, 2, 4)).astype(np.float32)
+    got = batched(ctx)
+    self.assertEqual(got['a'].shape, (6, 2))
+    for n, single in enumerate(singles):
+      want = single(ctx[:, n])
+      for k in ('a', 'b'):
+        self.assertAllClose(got[k][:, n], want[k], rtol=1e-5)
+    with self.assertRaisesRegex(ValueError, 'one per seed'):
+      batched(ctx[0, 0])
+
+  def test_meta_optimizer_clips_each_seed_alone(self):
+    variables = [tf.Variable(tf.zeros([2, 3])), tf.Variable(tf.zeros([2]))]
+    grads = [tf.constant([[3.0, 0.0, 0.0], [0.1, 0.0, 0.0]]),
+             tf.constant([4.0, 0.0])]  # Seed norms 5 and 0.1.
+    opt = meta_params.MetaOptimizer(
+        optimizer=tf.keras.optimizers.SGD(learning_rate=1.0),
+        clip_global_norm=1.0, clip_batch_dims=1)
+    opt.apply(grads, variables)
+    self.assertAllClose(variables[0], [[-0.6, 0, 0], [-0.1, 0, 0]])
+    self.assertAllClose(variables[1], [-0.8, 0.0])
+    with self.assertRaisesRegex(ValueError, 'clip_batch_dims'):
+      meta_params.MetaOptimizer(clip_batch_dims=2)
+
+
 if __name__ == '__main__':
   np.random.seed(0)
   tf.test.main()

@@ -515,6 +515,45 @@ class DtypeAndStructureTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllEqual(new_params[0], [[-1., -2., -3.]] * 2)
 
 
+
+class PerSeedClippingTest(tf.test.TestCase):
+  """`batch_dims=1`: each leading index is clipped by its own norm."""
+
+  def test_each_row_is_clipped_as_if_alone(self):
+    rng = np.random.default_rng(0)
+    grads = [tf.constant(rng.normal(size=(3, 4, 2)) * s, tf.float32)
+             for s in (1.0, 0.1)]
+    grads.append(tf.constant([[0.01], [0.0], [5.0]], tf.float32))
+    clipped = optimizers.clip_by_global_norm(grads, 1.5, batch_dims=1)
+    for n in range(3):
+      row = [g[n] for g in grads]
+      want = optimizers.clip_by_global_norm(row, 1.5)
+      for got, w in zip(clipped, want):
+        self.assertAllClose(got[n], w, rtol=1e-6)
+    # Rows 0 and 2 exceed the norm and are scaled; the global norm of all
+    # rows would have scaled row 1 too.
+    norms = [np.sqrt(sum(np.sum(np.square(g.numpy()[n])) for g in grads))
+             for n in range(3)]
+    self.assertGreater(max(norms), 1.5)
+    opt = optimizers.GlobalNormClipped(optimizers.SGD(learning_rate=1.0),
+                                       1.5, batch_dims=1)
+    params = [tf.zeros_like(g) for g in grads]
+    new, _ = opt.update(grads, opt.init(params), params)
+    for got, want in zip(new, clipped):
+      self.assertAllClose(got, -want)
+    self.assertIn('batch_dims=1', repr(opt))
+
+  def test_bad_batch_dims(self):
+    with self.assertRaisesRegex(ValueError, 'batch_dims'):
+      optimizers.clip_by_global_norm([tf.ones([2])], 1.0, batch_dims=2)
+    with self.assertRaisesRegex(ValueError, 'batch_dims'):
+      optimizers.GlobalNormClipped(optimizers.SGD(learning_rate=0.1), 1.0,
+                                   batch_dims=-1)
+    with self.assertRaisesRegex(ValueError, 'leading dimension'):
+      optimizers.clip_by_global_norm([tf.ones([2, 3]), tf.ones([3])], 1.0,
+                                     batch_dims=1)
+
+
 if __name__ == '__main__':
   tf.test.main()
 

@@ -85,5 +85,63 @@ class MLPTest(parameterized.TestCase, tf.test.TestCase):
       mlp.MLP((4,), output_size=-1)
 
 
+
+class SeededMLPTest(parameterized.TestCase, tf.test.TestCase):
+  """`num_seeds=N`: N independent networks along a seed axis."""
+
+  def _nets(self, num_seeds=3, seed=4):
+    batched = mlp.MLP((6, 5), output_size=2, input_dim=3, seed=seed,
+                      num_seeds=num_seeds)
+    singles = [mlp.MLP((6, 5), output_size=2, input_dim=3, seed=seed + n)
+               for n in range(num_seeds)]
+    return batched, singles
+
+  def test_network_n_is_initialised_as_the_single_net_with_seed_plus_n(self):
+    batched, singles = self._nets()
+    for n, single in enumerate(singles):
+      for got, want in zip(batched.params, single.params):
+        self.assertEqual(got.shape, [3] + want.shape.as_list())
+        self.assertAllEqual(got.numpy()[n], want.numpy())
+    # The seeds differ, so the stacked kernels are not copies.
+    self.assertNotAllClose(batched.params[0][0], batched.params[0][1])
+
+  @parameterized.parameters(False, True)
+  def test_rows_go_through_their_own_network(self, jit_compile):
+    batched, _ = self._nets()
+    params = [tf.random.normal(p.shape, seed=i)
+              for i, p in enumerate(batched.params)]
+    x = np.random.RandomState(0).randn(4, 2, 3, 3).astype(np.float32)
+    got = tf.function(batched.apply, jit_compile=jit_compile)(params, x)
+    self.assertEqual(got.shape, (4, 2, 3, 2))
+    p = [v.numpy() for v in params]
+    for n in range(3):
+      h = np.maximum(x[:, :, n] @ p[0][n] + p[1][n], 0)
+      h = np.maximum(h @ p[2][n] + p[3][n], 0)
+      want = h @ p[4][n] + p[5][n]
+      self.assertAllClose(got[:, :, n], want, rtol=1e-5, atol=1e-5)
+
+  def test_gradients_are_per_network(self):
+    batched, singles = self._nets(num_seeds=2)
+    x = tf.random.normal([7, 2, 3], seed=3)
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_sum(tf.square(batched(x)))
+    grads = tape.gradient(loss, batched.params)
+    for n, single in enumerate(singles):
+      with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.square(single(x[:, n])))
+      for got, want in zip(grads, tape.gradient(loss, single.params)):
+        self.assertAllClose(got[n], want, rtol=1e-5, atol=1e-6)
+
+  def test_bad_seed_axis_and_num_seeds(self):
+    batched, _ = self._nets()
+    with self.assertRaisesRegex(ValueError, 'num_seeds=3'):
+      batched(tf.zeros([4, 2, 3]))
+    with self.assertRaisesRegex(ValueError, 'num_seeds=3'):
+      batched(tf.zeros([3]))
+    for bad in (0, -2, 1.5, True):
+      with self.assertRaisesRegex(ValueError, 'num_seeds'):
+        mlp.MLP((4,), output_size=1, num_seeds=bad)
+
+
 if __name__ == '__main__':
   tf.test.main()

@@ -208,3 +208,53 @@ def test_unknown_env_name_is_one_line(tmp_path):
   lines = [l for l in proc.stderr.splitlines() if 'bmg-train: error' in l]
   assert len(lines) == 1 and 'ThreeColors' in lines[0], proc.stderr[-2000:]
   assert 'Traceback' not in proc.stderr
+
+
+def test_batched_seeds_run_resume_and_export_one_model_per_seed(tmp_path):
+  sys.path.insert(0, REPO)
+  from pipelines import two_colors  # pylint: disable=g-import-not-at-top
+  small = dict(method='bmg', k_steps=2, l_steps=3, hidden_sizes=(16, 16),
+               meta_hidden_sizes=(8,), meta_learning_rate=0.01,
+               jit_compile=False, log_every=128, checkpoint_every=256,
+               num_seeds=2, inner_clip_global_norm=1.0, seed=3)
+  root = str(tmp_path / 'run')
+  first = two_colors.train_eval(root, num_env_steps=256, export=False,
+                                **small)
+  assert first['num_seeds'] == 2 and first['env_steps'] >= 256
+  result = two_colors.train_eval(root, num_env_steps=512, **small)
+  # Resumed: the per-seed counter continued from the checkpoint.
+  assert 512 <= result['env_steps'] < 512 + 80
+  assert result['history'][0]['env_steps'] > first['env_steps']
+  assert len(result['reward_per_step_per_seed']) == 2
+  assert result['reward_per_step'] == pytest.approx(
+      np.mean(result['reward_per_step_per_seed']))
+  row = result['history'][-1]
+  for key in ('reward_per_step/seed_1', 'entropy_weight/seed_0',
+              'policy_entropy/seed_1'):
+    assert key in row
+  assert row['aggregate_env_steps_per_sec'] == pytest.approx(
+      2 * row['env_steps_per_sec'])
+  # The two seeds are different learners.
+  weights = result['entropy_weight_per_seed']
+  assert weights[0] != weights[1]
+
+  ckpt = _checkpoint_values(root)
+  lp = 'learner/learner_params/{}/.ATTRIBUTES/VARIABLE_VALUE'
+  mp = 'learner/meta_parameters/contextual/net/{}/.ATTRIBUTES/VARIABLE_VALUE'
+  obs = np.random.RandomState(0).uniform(size=[5, 30]).astype(np.float32)
+  ctx = np.random.RandomState(1).uniform(-1, 1, [3, 10]).astype(np.float32)
+  assert sorted(os.listdir(os.path.join(root, 'export'))) == [
+      'seed_0', 'seed_1']
+  for n in range(2):
+    model = tf.saved_model.load(os.path.join(root, 'export', f'seed_{n}'))
+    policy = [ckpt[lp.format(i)][n] for i in range(6)]
+    meta = [ckpt[mp.format(k)][n] for k in ('kernel_0', 'bias_0',
+                                            'kernel_1', 'bias_1')]
+    logits = model.signatures['action'](observation=obs)['logits'].numpy()
+    np.testing.assert_allclose(logits, _mlp(policy, obs, 3), rtol=1e-4,
+                               atol=1e-5)
+    ew = model.signatures['meta_parameters'](context=ctx)['entropy_weight']
+    np.testing.assert_allclose(ew, 1 / (1 + np.exp(-_mlp(meta, ctx, 2)[:, 0])),
+                               rtol=1e-5)
+  with pytest.raises(ValueError, match='num_seeds'):
+    two_colors.train_eval(str(tmp_path / 'bad'), num_seeds=0)
