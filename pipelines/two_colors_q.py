@@ -3,15 +3,18 @@
 BMG_SPEC section 2.2. One gin-configurable `train_eval` wires:
 
   TFTwoColors (in-graph, one stream) -> TF-Agents DynamicStepDriver with the
-  epsilon-greedy `FunctionalPolicy` of a `QLearner` -> observers: a
-  `TFUniformReplayBuffer` (`SeededUniformReplayBuffer`) and a `RolloutBuffer`
-  holding the chunk just collected (for the reward context and the stats) ->
+  epsilon-greedy `FunctionalPolicy` of a `QLearner` -> observer: a
+  `RolloutBuffer` holding the chunk of E steps just collected (it also feeds
+  the reward context and the stats) -> `add_sequence` of the chunk into a
+  `TFUniformReplayBuffer` (`SeededUniformReplayBuffer`) ->
   `get_next(sample_batch_size=N*B, num_steps=T+1)` -> the MetaLearner's
   compiled step (optionally XLA) on a nest of N batches `[N, B, T+1, ...]`.
 
-Collection and sampling run in a plain `tf.function`: the replay buffer uses
-a `CriticalSection`, which XLA cannot compile. Only the learner step is
-compiled with `jit_compile`.
+Three compiled calls per iteration. Collection (env, policy, chunk, context
+and stats) is compiled with `jit_compile` like the learner step. The replay
+buffer uses a `CriticalSection`, which XLA cannot compile, so adding the
+chunk and sampling run in a plain `tf.function`; the chunk goes in with one
+write, the same as E `add_batch` calls.
 
 One iteration = collect `E` env steps, sample N batches, one learner step:
 
@@ -100,6 +103,10 @@ class SeededUniformReplayBuffer(
   `self.generator` (a `tf.random.Generator`, tracked, so
   `tf.train.Checkpoint(replay=buffer)` saves the stream with the data).
   Supports `time_stacked=True` only (the default).
+
+  `add_sequence` adds E consecutive steps of every stream in one write,
+  exactly as E calls of `add_batch` would: the chunk can then be collected
+  in an XLA-compiled call (into a `RolloutBuffer`) and handed over at once.
   """
 
   def __init__(self, data_spec, batch_size: int, max_length: int,
@@ -116,6 +123,39 @@ class SeededUniformReplayBuffer(
     super().__init__(data_spec, batch_size=batch_size, max_length=max_length,
                      **kwargs)
     self.generator = tf.random.Generator.from_seed(seed)
+
+  def add_sequence(self, items):
+    """Adds a time-major chunk: the same as `add_batch(items[t])` for each t.
+
+    Args:
+      items: a nest matching the data spec, each leaf `[E, batch_size, ...]`
+        with a static E, 1 <= E <= `max_length`.
+
+    Returns:
+      The write op (graph mode) or None.
+
+    Raises:
+      ValueError: on a bad E.
+    """
+    tf.nest.assert_same_structure(items, self._data_spec)
+    leaves = tf.nest.flatten(items)
+    steps = leaves[0].shape[0]
+    if steps is None or not 1 <= steps <= self._max_length:
+      raise ValueError(f'items: need a static time length in [1, '
+                       f'{self._max_length}], got shape {leaves[0].shape}.')
+    with tf.device(self._device), tf.name_scope(self._scope):
+      with tf.name_scope('add_sequence'):
+        last_id = self._increment_last_id(tf.constant(steps, tf.int64))
+        ids = last_id - steps + 1 + tf.range(steps, dtype=tf.int64)  # [E]
+        rows = (tf.math.mod(ids, self._max_length)[:, None] +
+                self._batch_offsets[None, :])  # [E, B]
+        flat_rows = tf.reshape(rows, [-1])
+        flat_ids = tf.reshape(tf.broadcast_to(ids[:, None], tf.shape(rows)),
+                              [-1])
+        flat_items = tf.nest.map_structure(
+            lambda t: tf.reshape(t, [-1] + t.shape.as_list()[2:]), items)
+        return tf.group(self._id_table.write(flat_rows, flat_ids),
+                        self._data_table.write(flat_rows, flat_items))
 
   def _get_next(self, sample_batch_size=None, num_steps=None,
                 time_stacked=True):
@@ -263,8 +303,8 @@ def train_eval(root_dir: str,
     step_cost: reward subtracted every step.
     seed: seed of the networks, env stream, action sampling and replay
       sampling (`tf.random.set_seed(seed)` too).
-    jit_compile: compile the learner step with XLA (collection and sampling
-      never are).
+    jit_compile: compile the learner step and the collection with XLA (the
+      replay's add and sample never are).
     log_every: env steps between progress lines, summaries and history rows.
     checkpoint_every: env steps between checkpoints.
     export: write the SavedModel to `root_dir/export` at the end.
@@ -340,12 +380,11 @@ def train_eval(root_dir: str,
   chunk = rollout_lib.RolloutBuffer(policy.trajectory_spec,
                                     steps_per_iteration, 1)
   driver = dynamic_step_driver.DynamicStepDriver(
-      env, policy, observers=[replay.add_batch, chunk],
-      num_steps=steps_per_iteration)
+      env, policy, observers=[chunk], num_steps=steps_per_iteration)
   stats = two_colors.RunStats()
 
   def collect():
-    """E env steps into the replay; updates the context and the stats."""
+    """E env steps into the chunk; updates the context and the stats."""
     eps = epsilon_fn()  # The epsilon that acts during this chunk.
     chunk.clear()
     driver.run()
@@ -356,9 +395,13 @@ def train_eval(root_dir: str,
     context.update({'reward': traj.reward})
     stats.update({'reward': traj.reward}, entropy)
 
-  def collect_and_sample():
-    """Collects, then samples `[N, B, T+1, ...]` batches for one step."""
-    collect()
+  def add_chunk():
+    """Adds the chunk just collected to the replay."""
+    replay.add_sequence(chunk.read())
+
+  def add_and_sample():
+    """Adds the chunk, then samples `[N, B, T+1, ...]` batches for a step."""
+    add_chunk()
     traj, _ = replay.get_next(sample_batch_size=num_batches * batch_size,
                               num_steps=sequence_length + 1)
     batch = q_learning.batch_from_trajectory(traj)
@@ -368,8 +411,9 @@ def train_eval(root_dir: str,
 
   # Graph code throughout (the driver runs a tf.while_loop): AutoGraph would
   # only add tracing time.
-  collect_fn = tf.function(collect, autograph=False)
-  collect_and_sample_fn = tf.function(collect_and_sample, autograph=False)
+  collect_fn = tf.function(collect, autograph=False, jit_compile=jit_compile)
+  add_fn = tf.function(add_chunk, autograph=False)
+  add_and_sample_fn = tf.function(add_and_sample, autograph=False)
 
   def clipped(opt):
     if inner_clip_global_norm is None:
@@ -425,10 +469,11 @@ def train_eval(root_dir: str,
   step = last[0]
   metrics = {}
   while step < num_env_steps:
+    collect_fn()
     if step < min_replay_size:
-      collect_fn()
+      add_fn()
     else:
-      metrics = learner.step(batches=collect_and_sample_fn(),
+      metrics = learner.step(batches=add_and_sample_fn(),
                              context=context.value())
     step = int(stats.env_steps)
     if run.should_log(step):

@@ -284,3 +284,28 @@ def test_replay_sampling_is_checkpointed_and_uses_valid_windows(tmp_path):
   for a, b in zip(first, again):
     np.testing.assert_array_equal(a, b)
   assert not np.array_equal(first[0], first[1])
+
+
+def test_add_sequence_equals_one_add_batch_per_step():
+  spec = {'obs': tensor_spec.TensorSpec([3], tf.float32),
+          'n': tensor_spec.TensorSpec([], tf.int64)}
+  chunked = two_colors_q.SeededUniformReplayBuffer(spec, batch_size=2,
+                                                  max_length=10, seed=1)
+  stepped = two_colors_q.SeededUniformReplayBuffer(spec, batch_size=2,
+                                                  max_length=10, seed=1)
+  rng = np.random.default_rng(0)
+  for e in (4, 7, 10, 3):  # Wraps around the capacity twice.
+    items = {'obs': rng.normal(size=(e, 2, 3)).astype(np.float32),
+             'n': rng.integers(0, 100, size=(e, 2))}
+    chunked.add_sequence(tf.nest.map_structure(tf.constant, items))
+    for t in range(e):
+      stepped.add_batch({k: tf.constant(v[t]) for k, v in items.items()})
+  assert int(chunked.num_frames()) == int(stepped.num_frames()) == 20
+  for a, b in zip(chunked.variables(), stepped.variables()):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+  np.testing.assert_array_equal(
+      chunked.get_next(sample_batch_size=8, num_steps=3)[0]['n'],
+      stepped.get_next(sample_batch_size=8, num_steps=3)[0]['n'])
+  with pytest.raises(ValueError, match='time length'):
+    chunked.add_sequence({'obs': tf.zeros([11, 2, 3]),
+                          'n': tf.zeros([11, 2], tf.int64)})
