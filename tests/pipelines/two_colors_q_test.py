@@ -21,7 +21,6 @@ import gin
 import numpy as np
 import pytest
 import tensorflow as tf
-from tf_agents.specs import tensor_spec
 
 from pipelines import experiment
 from pipelines import two_colors_q
@@ -257,55 +256,3 @@ def test_export_loads_in_a_fresh_process_without_bmg_tf(tmp_path,
 def test_bad_settings_name_the_argument(tmp_path, override, name):
   with pytest.raises(ValueError, match=name):
     two_colors_q.train_eval(str(tmp_path), **{**TINY, **override})
-
-
-def test_replay_sampling_is_checkpointed_and_uses_valid_windows(tmp_path):
-  spec = tensor_spec.TensorSpec([], tf.int64)
-  buffer = two_colors_q.SeededUniformReplayBuffer(spec, batch_size=1,
-                                                 max_length=20, seed=7)
-  for i in range(33):  # Wraps around: frames 13..32 remain.
-    buffer.add_batch(tf.constant([i], tf.int64))
-  assert int(buffer.num_frames()) == 20
-  sample = tf.function(
-      lambda: buffer.get_next(sample_batch_size=64, num_steps=5)[0])
-  ckpt = tf.train.Checkpoint(replay=buffer)
-  path = ckpt.save(str(tmp_path / 'ckpt'))
-  first = [sample().numpy() for _ in range(3)]
-  # Every window is 5 consecutive frames still in the buffer.
-  for windows in first:
-    assert windows.shape == (64, 5)
-    np.testing.assert_array_equal(np.diff(windows, axis=1), 1)
-    assert windows.min() >= 13 and windows.max() <= 32
-  starts = np.concatenate([w[:, 0] for w in first])
-  assert set(starts) == set(range(13, 29))  # All valid starts are drawn.
-  # Restoring rewinds the stream: a restarted process draws the same.
-  ckpt.restore(path)
-  again = [sample().numpy() for _ in range(3)]
-  for a, b in zip(first, again):
-    np.testing.assert_array_equal(a, b)
-  assert not np.array_equal(first[0], first[1])
-
-
-def test_add_sequence_equals_one_add_batch_per_step():
-  spec = {'obs': tensor_spec.TensorSpec([3], tf.float32),
-          'n': tensor_spec.TensorSpec([], tf.int64)}
-  chunked = two_colors_q.SeededUniformReplayBuffer(spec, batch_size=2,
-                                                  max_length=10, seed=1)
-  stepped = two_colors_q.SeededUniformReplayBuffer(spec, batch_size=2,
-                                                  max_length=10, seed=1)
-  rng = np.random.default_rng(0)
-  for e in (4, 7, 10, 3):  # Wraps around the capacity twice.
-    items = {'obs': rng.normal(size=(e, 2, 3)).astype(np.float32),
-             'n': rng.integers(0, 100, size=(e, 2))}
-    chunked.add_sequence(tf.nest.map_structure(tf.constant, items))
-    for t in range(e):
-      stepped.add_batch({k: tf.constant(v[t]) for k, v in items.items()})
-  assert int(chunked.num_frames()) == int(stepped.num_frames()) == 20
-  for a, b in zip(chunked.variables(), stepped.variables()):
-    np.testing.assert_array_equal(a.numpy(), b.numpy())
-  np.testing.assert_array_equal(
-      chunked.get_next(sample_batch_size=8, num_steps=3)[0]['n'],
-      stepped.get_next(sample_batch_size=8, num_steps=3)[0]['n'])
-  with pytest.raises(ValueError, match='time length'):
-    chunked.add_sequence({'obs': tf.zeros([11, 2, 3]),
-                          'n': tf.zeros([11, 2], tf.int64)})

@@ -1,0 +1,116 @@
+"""A TF-Agents uniform replay buffer with a checkpointed sampling stream.
+
+TF-Agents' `TFUniformReplayBuffer.get_next` draws its indices with the
+stateful `tf.random.uniform` op, whose state lives in the op's kernel: it is
+not checkpointed, and a restarted process would start that stream afresh.
+`SeededUniformReplayBuffer` keeps TF-Agents' storage and valid windows and
+draws from a tracked `tf.random.Generator` instead, so a run killed and
+resumed samples exactly what an uninterrupted one does.
+"""
+
+import tensorflow as tf
+from tf_agents.replay_buffers import tf_uniform_replay_buffer
+
+__all__ = ['SeededUniformReplayBuffer']
+
+
+class SeededUniformReplayBuffer(
+    tf_uniform_replay_buffer.TFUniformReplayBuffer):
+  """A `TFUniformReplayBuffer` whose sampling stream is checkpointed.
+
+  Storage, `add_batch`, `num_frames`, `gather_all` and the set of valid
+  windows are TF-Agents'. Only `get_next` differs: its sequence starts and
+  batch rows are drawn with `tf.random.stateless_uniform` from seeds made by
+  `self.generator` (a `tf.random.Generator`, tracked, so
+  `tf.train.Checkpoint(replay=buffer)` saves the stream with the data).
+  Supports `time_stacked=True` only (the default).
+
+  `add_sequence` adds E consecutive steps of every stream in one write,
+  exactly as E calls of `add_batch` would: the chunk can then be collected
+  in an XLA-compiled call (into a `RolloutBuffer`) and handed over at once.
+  """
+
+  def __init__(self, data_spec, batch_size: int, max_length: int,
+               seed: int = 0, **kwargs):
+    """Creates the buffer.
+
+    Args:
+      data_spec: spec of one item (e.g. a policy's `trajectory_spec`).
+      batch_size: batch size of `add_batch` (parallel streams).
+      max_length: capacity per stream, in frames.
+      seed: seed of the sampling generator.
+      **kwargs: other `TFUniformReplayBuffer` arguments.
+    """
+    super().__init__(data_spec, batch_size=batch_size, max_length=max_length,
+                     **kwargs)
+    self.generator = tf.random.Generator.from_seed(seed)
+
+  def add_sequence(self, items):
+    """Adds a time-major chunk: the same as `add_batch(items[t])` for each t.
+
+    Args:
+      items: a nest matching the data spec, each leaf `[E, batch_size, ...]`
+        with a static E, 1 <= E <= `max_length`.
+
+    Returns:
+      The write op (graph mode) or None.
+
+    Raises:
+      ValueError: on a bad E.
+    """
+    tf.nest.assert_same_structure(items, self._data_spec)
+    leaves = tf.nest.flatten(items)
+    steps = leaves[0].shape[0]
+    if steps is None or not 1 <= steps <= self._max_length:
+      raise ValueError(f'items: need a static time length in [1, '
+                       f'{self._max_length}], got shape {leaves[0].shape}.')
+    with tf.device(self._device), tf.name_scope(self._scope):
+      with tf.name_scope('add_sequence'):
+        last_id = self._increment_last_id(tf.constant(steps, tf.int64))
+        ids = last_id - steps + 1 + tf.range(steps, dtype=tf.int64)  # [E]
+        rows = (tf.math.mod(ids, self._max_length)[:, None] +
+                self._batch_offsets[None, :])  # [E, B]
+        flat_rows = tf.reshape(rows, [-1])
+        flat_ids = tf.reshape(tf.broadcast_to(ids[:, None], tf.shape(rows)),
+                              [-1])
+        flat_items = tf.nest.map_structure(
+            lambda t: tf.reshape(t, [-1] + t.shape.as_list()[2:]), items)
+        return tf.group(self._id_table.write(flat_rows, flat_ids),
+                        self._data_table.write(flat_rows, flat_items))
+
+  def _get_next(self, sample_batch_size=None, num_steps=None,
+                time_stacked=True):
+    """Samples uniformly over valid windows; see `ReplayBuffer.get_next`."""
+    if not time_stacked:
+      raise ValueError('time_stacked: SeededUniformReplayBuffer supports '
+                       'only time_stacked=True.')
+    with tf.device(self._device), tf.name_scope(self._scope):
+      with tf.name_scope('get_next'):
+        last_id = self._get_last_id()
+        steps = 1 if num_steps is None else int(num_steps)
+        # Valid window starts [min_id, max_id): TF-Agents' rule.
+        min_id = tf.maximum(last_id + 1 - self._max_length, 0)
+        max_id = tf.maximum(last_id + 2 - steps, 0)
+        shape = () if sample_batch_size is None else (sample_batch_size,)
+        check = tf.debugging.assert_greater(
+            max_id, min_id, message=(
+                'SeededUniformReplayBuffer holds too few frames to sample '
+                'from; add items before sampling.'))
+        with tf.control_dependencies([check]):
+          seeds = self.generator.make_seeds(2)
+          ids = tf.random.stateless_uniform(
+              shape, seeds[:, 0], minval=min_id, maxval=max_id,
+              dtype=tf.int64)
+        offsets = tf.random.stateless_uniform(
+            shape, seeds[:, 1], minval=0, maxval=self._batch_size,
+            dtype=tf.int64) * self._max_length
+        if num_steps is not None:
+          ids = ids[..., None] + tf.range(steps, dtype=tf.int64)
+          offsets = offsets[..., None]
+        rows = tf.math.mod(ids, self._max_length) + offsets
+        probability = 1.0 / tf.cast((max_id - min_id) * self._batch_size,
+                                    tf.float32)
+        info = tf_uniform_replay_buffer.BufferInfo(
+            ids=self._id_table.read(rows),
+            probabilities=tf.fill(shape, probability))
+        return self._data_table.read(rows), info
