@@ -28,10 +28,15 @@ driver, the MetaLearner's compiled step), so its peak RSS is clean.
   Each run does about the same total work: `--seeds_steps / N` env steps per
   seed with XLA (a tenth of that without).
 
+* `q`: the epsilon-Q pipeline (`pipelines.two_colors_q.train_eval`, its
+  defaults: replay ratio 0.25, batches of 32 x 9 steps, 2x256 MLP), 'fixed'
+  and BMG epsilon, XLA on and off (collection and learner step), in
+  interleaved rounds; `--q_steps` env steps with XLA (a third without).
+
 Writes `<out>/speed.json`, `<out>/speed.md` and `<out>/speed.png` (rates and
-memory curves) for the speed and memory sweeps, and `<out>/seeds.json`,
-`<out>/seeds.md` and `<out>/seeds.png` for the seeds sweep; default `<out>`
-is `results/speed`.
+memory curves) for the speed and memory sweeps, and `<out>/<sweep>.json`,
+`.md` and `.png` for the seeds and q sweeps; default `<out>` is
+`results/speed`.
 """
 
 import argparse
@@ -53,9 +58,35 @@ SPEED_CONFIGS = [('fixed', 8, 1), ('mg', 1, 1), ('mg', 7, 1), ('bmg', 1, 4),
 PYTORCH_PORT_STEPS_PER_SEC = 310  # Reported in issue 5; not measured here.
 
 
+def _q_worker(args):
+  """Runs one epsilon-Q configuration; prints one JSON line."""
+  from pipelines import two_colors_q  # pylint: disable=g-import-not-at-top
+  with tempfile.TemporaryDirectory() as root:
+    start = time.perf_counter()
+    result = two_colors_q.train_eval(
+        root_dir=root, method=args.method, num_env_steps=args.steps,
+        log_every=args.window, checkpoint_every=10**12, export=False,
+        jit_compile=args.xla == 'on', seed=0)
+    wall = time.perf_counter() - start
+  rates = [row['env_steps_per_sec'] for row in result['history']
+           if 'env_steps_per_sec' in row]
+  rate = statistics.median(rates) if rates else float('nan')
+  print(json.dumps({
+      'pipeline': 'q', 'method': args.method, 'xla': args.xla,
+      'env_steps': result['env_steps'], 'env_steps_per_sec': rate,
+      'window_rates': rates, 'wall_s': wall,
+      'startup_s': wall - result['env_steps'] / rate if rates else wall,
+      'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss /
+                     1024.0,
+  }))
+
+
 def _worker(args):
   """Runs one pipeline configuration; prints one JSON line."""
   sys.path.insert(0, REPO)
+  if args.pipeline == 'q':
+    _q_worker(args)
+    return
   from pipelines import two_colors  # pylint: disable=g-import-not-at-top
   kwargs = dict(method=args.method, num_env_steps=args.steps,
                 log_every=args.window, checkpoint_every=10**12,
@@ -86,19 +117,22 @@ def _worker(args):
 
 
 def _run_worker(method, k, l, xla, steps, window, steps_per_call=1,
-                num_seeds=1):
+                num_seeds=1, pipeline='ac'):
   cmd = [sys.executable, os.path.abspath(__file__), '--worker',
          f'--method={method}', f'--k={k}', f'--l={l}', f'--xla={xla}',
          f'--steps={steps}', f'--window={window}',
-         f'--steps_per_call={steps_per_call}', f'--num_seeds={num_seeds}']
+         f'--steps_per_call={steps_per_call}', f'--num_seeds={num_seeds}',
+         f'--pipeline={pipeline}']
   proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
                         cwd=REPO)
   if proc.returncode:
     raise RuntimeError(f'worker {cmd} failed:\n{proc.stderr[-3000:]}')
   row = json.loads(proc.stdout.strip().splitlines()[-1])
   seeds = f' x {num_seeds} seeds' if num_seeds > 1 else ''
-  print(f"  {method} K={k} L={l}{seeds} XLA {xla}: "
-        f"{row['env_steps_per_sec']:,.0f} env steps/s (per seed), start-up "
+  what = f'Q {method}' if pipeline == 'q' else f'{method} K={k} L={l}{seeds}'
+  print(f"  {what} XLA {xla}: "
+        f"{row['env_steps_per_sec']:,.0f} env steps/s"
+        f"{' (per seed)' if num_seeds > 1 else ''}, start-up "
         f"{row['startup_s']:.1f} s, peak "
         f"{row['peak_rss_mb']:.0f} MB", flush=True)
   return row
@@ -207,6 +241,76 @@ def seeds_sweep(args):
       ratios[f"aggregate_N{r['num_seeds']}_over_N1_xla_{r['xla']}"] = (
           r['aggregate_env_steps_per_sec'] / single[r['xla']])
   return rows, ratios
+
+
+def q_sweep(args):
+  """The epsilon-Q pipeline, fixed and BMG epsilon, XLA on and off."""
+  runs = {}
+  for round_ in range(args.repeats):
+    print(f'q round {round_ + 1}/{args.repeats}', flush=True)
+    for xla in args.xla:
+      for method in ('fixed', 'bmg'):
+        steps = args.q_steps if xla == 'on' else args.q_steps // 3
+        row = _run_worker(method, 0, 16, xla, steps, steps // 6,
+                          pipeline='q')
+        runs.setdefault((method, xla), []).append(row)
+  rows = []
+  for (method, xla), rs in sorted(runs.items()):
+    rows.append({'method': method, 'xla': xla,
+                 'env_steps_per_sec': statistics.median(
+                     r['env_steps_per_sec'] for r in rs),
+                 'per_round': [r['env_steps_per_sec'] for r in rs],
+                 'startup_s': statistics.median(r['startup_s'] for r in rs),
+                 'peak_rss_mb': max(r['peak_rss_mb'] for r in rs)})
+  rate = {(r['method'], r['xla']): r['env_steps_per_sec'] for r in rows}
+  ratios = {}
+  for method in ('fixed', 'bmg'):
+    if (method, 'on') in rate and (method, 'off') in rate:
+      ratios[f'q_{method}_xla_speedup'] = (rate[(method, 'on')] /
+                                           rate[(method, 'off')])
+  for xla in args.xla:
+    if ('fixed', xla) in rate and ('bmg', xla) in rate:
+      ratios[f'q_bmg_over_fixed_time_per_step_xla_{xla}'] = (
+          rate[('fixed', xla)] / rate[('bmg', xla)])
+  return rows, ratios
+
+
+def _q_markdown(rows, ratios):
+  lines = ['Epsilon-Q pipeline (replay ratio 0.25, batches of 32 x 9 steps, '
+           '2x256 MLP).', '',
+           '| epsilon | XLA | env steps/s (median) | per round | '
+           'start-up + compile s | peak RSS MB |',
+           '|---|---|---|---|---|---|']
+  for r in rows:
+    rounds = ', '.join(f'{v:,.0f}' for v in r['per_round'])
+    lines.append(f"| {r['method']} | {r['xla']} | "
+                 f"{r['env_steps_per_sec']:,.0f} | {rounds} | "
+                 f"{r['startup_s']:.1f} | {r['peak_rss_mb']:.0f} |")
+  lines += ['', '| ratio | value |', '|---|---|']
+  lines += [f'| {k} | {v:.3f} |' for k, v in ratios.items()]
+  return '\n'.join(lines) + '\n'
+
+
+def _q_plot(rows, path):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for i, method in enumerate(('fixed', 'bmg')):
+    for offset, xla, colour in ((-0.2, 'off', 'tab:gray'),
+                                (0.2, 'on', 'tab:blue')):
+      sel = [r for r in rows if (r['method'], r['xla']) == (method, xla)]
+      if sel:
+        ax.bar(i + offset, sel[0]['env_steps_per_sec'], width=0.4,
+               color=colour, label=f'XLA {xla}' if i == 0 else None)
+  ax.set_xticks([0, 1])
+  ax.set_xticklabels(['fixed epsilon', 'BMG epsilon'])
+  ax.set_ylabel('env steps/s')
+  ax.set_title('Two-colours epsilon-Q pipeline')
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
 
 
 def _seeds_markdown(rows, ratios):
@@ -339,7 +443,10 @@ def main():
                       help='N values of the seeds sweep')
   parser.add_argument('--seeds_steps', type=int, default=96_000,
                       help='seeds sweep: env steps per run over all seeds')
+  parser.add_argument('--q_steps', type=int, default=30_000,
+                      help='q sweep: env steps per run with XLA')
   parser.add_argument('--worker', action='store_true')
+  parser.add_argument('--pipeline', default='ac', choices=('ac', 'q'))
   parser.add_argument('--num_seeds', type=int, default=1)
   parser.add_argument('--method', default='bmg')
   parser.add_argument('--steps', type=int, default=0)
@@ -350,8 +457,8 @@ def main():
     _worker(args)
     return
   sweeps = set(args.sweeps.split(','))
-  if sweeps - {'speed', 'memory', 'seeds'} or args.repeats < 1:
-    parser.error("--sweeps: any of 'speed', 'memory', 'seeds'; "
+  if sweeps - {'speed', 'memory', 'seeds', 'q'} or args.repeats < 1:
+    parser.error("--sweeps: any of 'speed', 'memory', 'seeds', 'q'; "
                  '--repeats >= 1')
   args.seeds = [int(v) for v in args.seeds.split(',')]
   args.xla = [v for v in args.xla.split(',') if v]
@@ -367,17 +474,21 @@ def main():
     memory_rows, r = memory_sweep(args)
     ratios.update(r)
   os.makedirs(args.out, exist_ok=True)
-  if 'seeds' in sweeps:
-    seed_rows, seed_ratios = seeds_sweep(args)
-    with open(os.path.join(args.out, 'seeds.json'), 'w') as f:
-      json.dump({'rows': seed_rows, 'ratios': seed_ratios}, f, indent=1)
-    table = _seeds_markdown(seed_rows, seed_ratios)
-    with open(os.path.join(args.out, 'seeds.md'), 'w') as f:
+  for name, sweep, markdown, plot in (
+      ('seeds', seeds_sweep, _seeds_markdown, _seeds_plot),
+      ('q', q_sweep, _q_markdown, _q_plot)):
+    if name not in sweeps:
+      continue
+    rows, sweep_ratios = sweep(args)
+    with open(os.path.join(args.out, f'{name}.json'), 'w') as f:
+      json.dump({'rows': rows, 'ratios': sweep_ratios}, f, indent=1)
+    table = markdown(rows, sweep_ratios)
+    with open(os.path.join(args.out, f'{name}.md'), 'w') as f:
       f.write(table)
-    _seeds_plot(seed_rows, os.path.join(args.out, 'seeds.png'))
+    plot(rows, os.path.join(args.out, f'{name}.png'))
     print(table)
-    if not sweeps & {'speed', 'memory'}:
-      return
+  if not sweeps & {'speed', 'memory'}:
+    return
   with open(os.path.join(args.out, 'speed.json'), 'w') as f:
     json.dump({'steps_per_call': args.steps_per_call, 'speed': speed_rows, 'memory': memory_rows, 'ratios': ratios,
                'pytorch_port_reported_steps_per_sec':
