@@ -9,10 +9,17 @@ Times, for 240 env steps (one BMG K=7 L=9 meta-step's worth) with the
   `RolloutCollector` (TF-Agents `DynamicStepDriver`, `FunctionalPolicy`,
   `RolloutBuffer` observer, in-graph `TFTwoColors`);
 * `env`: 240 `TFTwoColors` steps with a constant action, nothing else;
-* `policy`: 240 forward passes of the policy network on one observation.
+* `policy`: 240 forward passes of the policy network on one observation;
+* `meta_step`: one BMG K=7 L=9 meta-step of the pipeline's configuration
+  (contextual entropy weight, KL matching, SGD inner and target steps,
+  continue from K+L-1) on 16 given rollouts of 16 steps: the learning
+  alone, without the env or the driver.
 
 Prints the median of 30 calls after a warm-up, and writes
-`<out>/rollout_cost.json` (default `results/speed`).
+`<out>/rollout_cost.json` (default `results/speed`). A BMG K=7 L=9
+meta-step of the pipeline consumes 240 new env steps (its first rollout is
+the previous meta-step's last), so `meta_step` bounds the pipeline's rate
+from above even with a free env and driver.
 """
 
 import argparse
@@ -39,6 +46,10 @@ def main():
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from bmg_tf.agents import actor_critic  # pylint: disable=g-import-not-at-top
   from bmg_tf.agents import rollout
+  from bmg_tf.core import bootstrap
+  from bmg_tf.core import meta_learner
+  from bmg_tf.core import meta_params
+  from bmg_tf.core import optimizers
   from pipelines import two_colors
 
   env = two_colors.make_env('TwoColors', batch_size=1, seed=0)
@@ -72,23 +83,57 @@ def main():
     return tf.while_loop(lambda i, _: i < STEPS, body, (0, 0.0),
                          maximum_iterations=STEPS)[1]
 
+  config = bootstrap.BootstrapConfig(
+      method='bmg', k_steps=7, l_steps=9, matching={'policy_kl': 1.0},
+      reduction='sum', continue_from='K+L-1')
+  spec = collector.rollout_spec()
+  batches = {k: tf.zeros([config.batches_per_step] + v.shape.as_list(),
+                         v.dtype) for k, v in spec.items()}
+  batches['observation'] = tf.one_hot(
+      tf.random.uniform(batches['observation'].shape[:-1], 0, 30,
+                        dtype=tf.int32), 30)
+  batches['bootstrap_observation'] = batches['observation'][:, 0]
+  batches['reward'] = tf.random.uniform(batches['reward'].shape, -1, 1)
+  batches['discount'] = tf.ones_like(batches['discount'])
+  batches['action'] = tf.random.uniform(batches['action'].shape, 0, 4,
+                                        dtype=tf.int64)
+  context = tf.random.uniform([10], -0.1, 0.1)
+  learners = {}
+
+  def meta_step_fn(xla):
+    # A learner per XLA setting; its step is the compiled call timed.
+    meta = meta_params.MetaParameters({}, contextual=(
+        meta_params.ContextualMetaParameters(
+            10, {'entropy_weight': 0.3}, hidden_sizes=(32,), seed=2000)))
+    learners[xla] = meta_learner.MetaLearner(
+        agent.params, meta, agent.objectives(), config,
+        inner_optimizer=optimizers.GlobalNormClipped(
+            optimizers.SGD(learning_rate=0.1), 5.0),
+        target_optimizer=optimizers.GlobalNormClipped(
+            optimizers.SGD(learning_rate=0.1), 5.0),
+        meta_optimizer=meta_params.MetaOptimizer(learning_rate=1e-4),
+        jit_compile=xla)
+    return lambda: learners[xla].step(batches, context)['meta_loss']
+
   rows = []
-  for name, fn in (('collect', collect), ('env', env_only),
-                   ('policy', policy_only)):
-    for xla in (True, False):
-      compiled = tf.function(fn, jit_compile=xla, autograph=False)
+  pieces = [(name, xla) for name in ('collect', 'env', 'policy', 'meta_step')
+            for xla in (True, False)]
+  plain = {'collect': collect, 'env': env_only, 'policy': policy_only}
+  for name, xla in pieces:
+    compiled = (meta_step_fn(xla) if name == 'meta_step' else
+                tf.function(plain[name], jit_compile=xla, autograph=False))
+    float(compiled())
+    times = []
+    for _ in range(args.repeats):
+      start = time.perf_counter()
       float(compiled())
-      times = []
-      for _ in range(args.repeats):
-        start = time.perf_counter()
-        float(compiled())
-        times.append(time.perf_counter() - start)
-      ms = 1000 * statistics.median(times)
-      rows.append({'piece': name, 'xla': xla, 'ms_per_240_steps': ms,
-                   'steps_per_sec': STEPS / ms * 1000})
-      print(f'{name:8s} XLA {"on " if xla else "off"}: {ms:7.2f} ms per '
-            f'{STEPS} env steps ({STEPS / ms * 1000:,.0f} steps/s)',
-            flush=True)
+      times.append(time.perf_counter() - start)
+    ms = 1000 * statistics.median(times)
+    rows.append({'piece': name, 'xla': xla, 'ms_per_240_steps': ms,
+                 'steps_per_sec': STEPS / ms * 1000})
+    print(f'{name:9s} XLA {"on " if xla else "off"}: {ms:7.2f} ms per '
+          f'{STEPS} env steps ({STEPS / ms * 1000:,.0f} steps/s)',
+          flush=True)
   os.makedirs(args.out, exist_ok=True)
   with open(os.path.join(args.out, 'rollout_cost.json'), 'w') as f:
     json.dump(rows, f, indent=1)
