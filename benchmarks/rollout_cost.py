@@ -10,10 +10,13 @@ Times, for 240 env steps (one BMG K=7 L=9 meta-step's worth) with the
   `RolloutBuffer` observer, in-graph `TFTwoColors`);
 * `env`: 240 `TFTwoColors` steps with a constant action, nothing else;
 * `policy`: 240 forward passes of the policy network on one observation;
-* `meta_step`: one BMG K=7 L=9 meta-step of the pipeline's configuration
-  (contextual entropy weight, KL matching, SGD inner and target steps,
-  continue from K+L-1) on 16 given rollouts of 16 steps: the learning
-  alone, without the env or the driver.
+* `meta_step`: one BMG K=7 L=9 meta-step of the configuration
+  `benchmarks/speed.py` measures (the pipeline's defaults: contextual
+  entropy weight, KL matching, SGD inner and target steps, continue from
+  K+L-1, no clipping) on 16 given rollouts of 16 steps: the learning alone,
+  without the env or the driver;
+* `meta_step_clip5`: the same with the inner and target gradients clipped
+  to global norm 5, differentiably, as `gin/two_colors/ac_bmg.gin` does.
 
 Prints the median of 30 calls after a warm-up, and writes
 `<out>/rollout_cost.json` (default `results/speed`). A BMG K=7 L=9
@@ -100,28 +103,32 @@ def main():
   context = tf.random.uniform([10], -0.1, 0.1)
   learners = {}
 
-  def meta_step_fn(xla):
-    # A learner per XLA setting; its step is the compiled call timed.
+  def meta_step_fn(xla, clip):
+    # A learner per setting; its step is the compiled call timed.
     meta = meta_params.MetaParameters({}, contextual=(
         meta_params.ContextualMetaParameters(
             10, {'entropy_weight': 0.3}, hidden_sizes=(32,), seed=2000)))
-    learners[xla] = meta_learner.MetaLearner(
+
+    def sgd():
+      opt = optimizers.SGD(learning_rate=0.1)
+      return optimizers.GlobalNormClipped(opt, clip) if clip else opt
+    learners[xla, clip] = meta_learner.MetaLearner(
         agent.params, meta, agent.objectives(), config,
-        inner_optimizer=optimizers.GlobalNormClipped(
-            optimizers.SGD(learning_rate=0.1), 5.0),
-        target_optimizer=optimizers.GlobalNormClipped(
-            optimizers.SGD(learning_rate=0.1), 5.0),
+        inner_optimizer=sgd(), target_optimizer=sgd(),
         meta_optimizer=meta_params.MetaOptimizer(learning_rate=1e-4),
         jit_compile=xla)
-    return lambda: learners[xla].step(batches, context)['meta_loss']
+    return lambda: learners[xla, clip].step(batches, context)['meta_loss']
 
   rows = []
-  pieces = [(name, xla) for name in ('collect', 'env', 'policy', 'meta_step')
+  pieces = [(name, xla) for name in ('collect', 'env', 'policy', 'meta_step',
+                                     'meta_step_clip5')
             for xla in (True, False)]
   plain = {'collect': collect, 'env': env_only, 'policy': policy_only}
   for name, xla in pieces:
-    compiled = (meta_step_fn(xla) if name == 'meta_step' else
-                tf.function(plain[name], jit_compile=xla, autograph=False))
+    if name.startswith('meta_step'):
+      compiled = meta_step_fn(xla, 5.0 if name.endswith('clip5') else None)
+    else:
+      compiled = tf.function(plain[name], jit_compile=xla, autograph=False)
     float(compiled())
     times = []
     for _ in range(args.repeats):
@@ -131,7 +138,7 @@ def main():
     ms = 1000 * statistics.median(times)
     rows.append({'piece': name, 'xla': xla, 'ms_per_240_steps': ms,
                  'steps_per_sec': STEPS / ms * 1000})
-    print(f'{name:9s} XLA {"on " if xla else "off"}: {ms:7.2f} ms per '
+    print(f'{name:15s} XLA {"on " if xla else "off"}: {ms:7.2f} ms per '
           f'{STEPS} env steps ({STEPS / ms * 1000:,.0f} steps/s)',
           flush=True)
   os.makedirs(args.out, exist_ok=True)
