@@ -58,56 +58,36 @@ SPEED_CONFIGS = [('fixed', 8, 1), ('mg', 1, 1), ('mg', 7, 1), ('bmg', 1, 4),
 PYTORCH_PORT_STEPS_PER_SEC = 310  # Reported in issue 5; not measured here.
 
 
-def _q_worker(args):
-  """Runs one epsilon-Q configuration; prints one JSON line."""
-  from pipelines import two_colors_q  # pylint: disable=g-import-not-at-top
-  with tempfile.TemporaryDirectory() as root:
-    start = time.perf_counter()
-    result = two_colors_q.train_eval(
-        root_dir=root, method=args.method, num_env_steps=args.steps,
-        log_every=args.window, checkpoint_every=10**12, export=False,
-        jit_compile=args.xla == 'on', seed=0)
-    wall = time.perf_counter() - start
-  rates = [row['env_steps_per_sec'] for row in result['history']
-           if 'env_steps_per_sec' in row]
-  rate = statistics.median(rates) if rates else float('nan')
-  print(json.dumps({
-      'pipeline': 'q', 'method': args.method, 'xla': args.xla,
-      'env_steps': result['env_steps'], 'env_steps_per_sec': rate,
-      'window_rates': rates, 'wall_s': wall,
-      'startup_s': wall - result['env_steps'] / rate if rates else wall,
-      'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss /
-                     1024.0,
-  }))
-
-
 def _worker(args):
   """Runs one pipeline configuration; prints one JSON line."""
   sys.path.insert(0, REPO)
-  if args.pipeline == 'q':
-    _q_worker(args)
-    return
-  from pipelines import two_colors  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from pipelines import two_colors
+  from pipelines import two_colors_q
+  # pylint: enable=g-import-not-at-top
   kwargs = dict(method=args.method, num_env_steps=args.steps,
                 log_every=args.window, checkpoint_every=10**12,
-                export=False, jit_compile=args.xla == 'on', seed=0,
-                steps_per_call=args.steps_per_call,
-                num_seeds=args.num_seeds)
-  if args.method == 'fixed':
-    kwargs['fixed_steps_per_call'] = args.k
+                export=False, jit_compile=args.xla == 'on', seed=0)
+  if args.pipeline == 'q':
+    train_eval = two_colors_q.train_eval
   else:
-    kwargs['k_steps'] = args.k
-    kwargs['l_steps'] = args.l
+    train_eval = two_colors.train_eval
+    kwargs.update(steps_per_call=args.steps_per_call,
+                  num_seeds=args.num_seeds)
+    if args.method == 'fixed':
+      kwargs['fixed_steps_per_call'] = args.k
+    else:
+      kwargs.update(k_steps=args.k, l_steps=args.l)
   with tempfile.TemporaryDirectory() as root:
     start = time.perf_counter()
-    result = two_colors.train_eval(root_dir=root, **kwargs)
+    result = train_eval(root_dir=root, **kwargs)
     wall = time.perf_counter() - start
   rates = [row['env_steps_per_sec'] for row in result['history']
            if 'env_steps_per_sec' in row]
   rate = statistics.median(rates) if rates else float('nan')
   print(json.dumps({
-      'method': args.method, 'k': args.k, 'l': args.l, 'xla': args.xla,
-      'num_seeds': args.num_seeds,
+      'pipeline': args.pipeline, 'method': args.method, 'k': args.k,
+      'l': args.l, 'xla': args.xla, 'num_seeds': args.num_seeds,
       'env_steps': result['env_steps'], 'env_steps_per_sec': rate,
       'window_rates': rates, 'wall_s': wall,
       'startup_s': wall - result['env_steps'] / rate if rates else wall,
@@ -138,6 +118,31 @@ def _run_worker(method, k, l, xla, steps, window, steps_per_call=1,
   return row
 
 
+def _rounds(name, repeats, configs, run_one):
+  """Runs `run_one(config)` for every config in `repeats` interleaved rounds.
+
+  Interleaving makes machine noise hit all the configurations alike.
+
+  Returns:
+    {config: [one worker row per round]}.
+  """
+  runs = {}
+  for round_ in range(repeats):
+    print(f'{name} round {round_ + 1}/{repeats}', flush=True)
+    for config in configs:
+      runs.setdefault(config, []).append(run_one(config))
+  return runs
+
+
+def _summary(rs):
+  """Median rate, the rate of every round, start-up and peak RSS."""
+  return {'env_steps_per_sec': statistics.median(
+              r['env_steps_per_sec'] for r in rs),
+          'per_round': [r['env_steps_per_sec'] for r in rs],
+          'startup_s': statistics.median(r['startup_s'] for r in rs),
+          'peak_rss_mb': max(r['peak_rss_mb'] for r in rs)}
+
+
 def _name(method, k, l):
   if method == 'fixed':
     return 'fixed'
@@ -146,26 +151,18 @@ def _name(method, k, l):
 
 def speed_sweep(args):
   """Interleaved rounds over SPEED_CONFIGS x XLA; medians and ratios."""
-  runs = {}
-  for round_ in range(args.repeats):
-    print(f'speed round {round_ + 1}/{args.repeats}', flush=True)
-    for xla in args.xla:
-      for method, k, l in SPEED_CONFIGS:
-        steps, window = ((args.xla_steps, args.xla_steps // 10) if xla == 'on'
-                         else (args.eager_steps, args.eager_steps // 10))
-        row = _run_worker(method, k, l, xla, steps, window,
-                          args.steps_per_call)
-        runs.setdefault((method, k, l, xla), []).append(row)
-  rows = []
-  for (method, k, l, xla), rs in runs.items():
-    rows.append({
-        'config': _name(method, k, l), 'method': method, 'k': k, 'l': l,
-        'xla': xla,
-        'env_steps_per_sec': statistics.median(
-            r['env_steps_per_sec'] for r in rs),
-        'per_round': [r['env_steps_per_sec'] for r in rs],
-        'startup_s': statistics.median(r['startup_s'] for r in rs),
-        'peak_rss_mb': max(r['peak_rss_mb'] for r in rs)})
+  def run_one(config):
+    method, k, l, xla = config
+    steps = args.xla_steps if xla == 'on' else args.eager_steps
+    return _run_worker(method, k, l, xla, steps, steps // 10,
+                       args.steps_per_call)
+
+  runs = _rounds('speed', args.repeats,
+                 [(m, k, l, xla) for xla in args.xla
+                  for m, k, l in SPEED_CONFIGS], run_one)
+  rows = [{'config': _name(method, k, l), 'method': method, 'k': k, 'l': l,
+           'xla': xla, **_summary(rs)}
+          for (method, k, l, xla), rs in runs.items()]
   rate = {(r['method'], r['k'], r['l'], r['xla']): r['env_steps_per_sec']
           for r in rows}
   ratios = {}
@@ -215,24 +212,21 @@ def memory_sweep(args):
 
 def seeds_sweep(args):
   """BMG K7L9 with N seeds in one graph; aggregate rate over N=1's."""
-  runs = {}
-  for round_ in range(args.repeats):
-    print(f'seeds round {round_ + 1}/{args.repeats}', flush=True)
-    for xla in args.xla:
-      for n in args.seeds:
-        steps = args.seeds_steps // n // (1 if xla == 'on' else 10)
-        steps = max(steps, 6 * 240)
-        row = _run_worker('bmg', 7, 9, xla, steps, steps // 6, num_seeds=n)
-        runs.setdefault((n, xla), []).append(row)
+  def run_one(config):
+    n, xla = config
+    steps = args.seeds_steps // n // (1 if xla == 'on' else 10)
+    steps = max(steps, 6 * 240)
+    return _run_worker('bmg', 7, 9, xla, steps, steps // 6, num_seeds=n)
+
+  runs = _rounds('seeds', args.repeats,
+                 [(n, xla) for xla in args.xla for n in args.seeds], run_one)
   rows = []
   for (n, xla), rs in sorted(runs.items()):
-    per_seed = statistics.median(r['env_steps_per_sec'] for r in rs)
+    summary = _summary(rs)
+    per_seed = summary.pop('env_steps_per_sec')
     rows.append({'num_seeds': n, 'xla': xla,
                  'per_seed_env_steps_per_sec': per_seed,
-                 'aggregate_env_steps_per_sec': n * per_seed,
-                 'per_round': [r['env_steps_per_sec'] for r in rs],
-                 'startup_s': statistics.median(r['startup_s'] for r in rs),
-                 'peak_rss_mb': max(r['peak_rss_mb'] for r in rs)})
+                 'aggregate_env_steps_per_sec': n * per_seed, **summary})
   single = {r['xla']: r['aggregate_env_steps_per_sec'] for r in rows
             if r['num_seeds'] == 1}
   ratios = {}
@@ -245,23 +239,15 @@ def seeds_sweep(args):
 
 def q_sweep(args):
   """The epsilon-Q pipeline, fixed and BMG epsilon, XLA on and off."""
-  runs = {}
-  for round_ in range(args.repeats):
-    print(f'q round {round_ + 1}/{args.repeats}', flush=True)
-    for xla in args.xla:
-      for method in ('fixed', 'bmg'):
-        steps = args.q_steps if xla == 'on' else args.q_steps // 3
-        row = _run_worker(method, 0, 16, xla, steps, steps // 6,
-                          pipeline='q')
-        runs.setdefault((method, xla), []).append(row)
-  rows = []
-  for (method, xla), rs in sorted(runs.items()):
-    rows.append({'method': method, 'xla': xla,
-                 'env_steps_per_sec': statistics.median(
-                     r['env_steps_per_sec'] for r in rs),
-                 'per_round': [r['env_steps_per_sec'] for r in rs],
-                 'startup_s': statistics.median(r['startup_s'] for r in rs),
-                 'peak_rss_mb': max(r['peak_rss_mb'] for r in rs)})
+  def run_one(config):
+    method, xla = config
+    steps = args.q_steps if xla == 'on' else args.q_steps // 3
+    return _run_worker(method, 0, 16, xla, steps, steps // 6, pipeline='q')
+
+  runs = _rounds('q', args.repeats, [(m, xla) for xla in args.xla
+                                     for m in ('fixed', 'bmg')], run_one)
+  rows = [{'method': method, 'xla': xla, **_summary(rs)}
+          for (method, xla), rs in sorted(runs.items())]
   rate = {(r['method'], r['xla']): r['env_steps_per_sec'] for r in rows}
   ratios = {}
   for method in ('fixed', 'bmg'):
