@@ -374,9 +374,12 @@ def _plot(speed_rows, memory_rows, path):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+  panels = [rows for rows in (speed_rows, memory_rows) if rows]
+  fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4),
+                           squeeze=False)
+  axes = list(axes[0])
   if speed_rows:
-    ax = axes[0]
+    ax = axes.pop(0)
     names = [_name(m, k, l) for m, k, l in SPEED_CONFIGS]
     for offset, xla, colour in ((-0.2, 'off', 'tab:gray'),
                                 (0.2, 'on', 'tab:blue')):
@@ -395,7 +398,7 @@ def _plot(speed_rows, memory_rows, path):
     ax.set_title('Two-colours pipeline throughput')
     ax.legend()
   if memory_rows:
-    ax = axes[1]
+    ax = axes.pop(0)
     for k in sorted({r['k'] for r in memory_rows if r['method'] == 'bmg'}):
       sel = sorted((r['l'], r['peak_rss_mb']) for r in memory_rows
                    if r['method'] == 'bmg' and r['k'] == k)
