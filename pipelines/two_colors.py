@@ -44,6 +44,7 @@ from bmg_tf.core import meta_learner as meta_learner_lib
 from bmg_tf.core import meta_params
 from bmg_tf.core import optimizers
 from bmg_tf.envs import tf_two_colors
+from bmg_tf.networks import mlp
 
 __all__ = ['ENVS', 'make_env', 'train_eval']
 
@@ -204,9 +205,8 @@ def train_eval(root_dir: str,
                      f'{method!r}.')
   if num_env_steps <= 0 or rollout_length <= 0:
     raise ValueError('num_env_steps/rollout_length: must be positive.')
-  if (isinstance(num_seeds, bool) or not isinstance(num_seeds, int) or
-      num_seeds < 1):
-    raise ValueError(f'num_seeds: must be a positive int, got {num_seeds!r}.')
+  if mlp.check_num_seeds(num_seeds) is None:
+    raise ValueError('num_seeds: must be a positive int, got None.')
   seeds = None if num_seeds == 1 else num_seeds  # The seed axis, if any.
   clip_dims = 0 if seeds is None else 1
   tf.random.set_seed(seed)

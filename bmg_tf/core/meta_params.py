@@ -56,17 +56,6 @@ def _check_transform(transform: str, name: str) -> str:
   return transform
 
 
-def _check_num_seeds(num_seeds) -> Optional[int]:
-  """None, or a positive int: the number of seeds batched in one graph."""
-  if num_seeds is None:
-    return None
-  if isinstance(num_seeds, bool) or int(num_seeds) != num_seeds or (
-      num_seeds < 1):
-    raise ValueError(f'num_seeds: must be None or a positive int, got '
-                     f'{num_seeds!r}.')
-  return int(num_seeds)
-
-
 def _raw_init(value, transform: str, name: str) -> float:
   """Maps an initial value to the unconstrained space, validating it."""
   try:
@@ -111,7 +100,7 @@ class MetaParameter(tf.Module):
     super().__init__(name=name)
     self._transform = _check_transform(transform, name)
     raw = _raw_init(init_value, transform, name)
-    self.num_seeds = _check_num_seeds(num_seeds)
+    self.num_seeds = mlp_lib.check_num_seeds(num_seeds)
     shape = [] if num_seeds is None else [self.num_seeds]
     self.raw = tf.Variable(tf.fill(shape, tf.constant(raw, dtype)),
                            dtype=dtype, name='raw')
@@ -182,7 +171,7 @@ class ContextualMetaParameters(tf.Module):
     raw = [_raw_init(init_values[n], self._transforms[n], f'init_values[{n}]')
            for n in self._names]
     self._context_dim = int(context_dim)
-    self.num_seeds = _check_num_seeds(num_seeds)
+    self.num_seeds = mlp_lib.check_num_seeds(num_seeds)
     with self.name_scope:
       self.net = mlp_lib.MLP(hidden_sizes, output_size=len(self._names),
                              output_kernel_scale=0.0,

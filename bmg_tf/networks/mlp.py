@@ -17,13 +17,35 @@ through network ``n`` only.
 """
 
 import math
+import numbers
 from typing import Callable, List, Optional, Sequence, Union
 
 import tensorflow as tf
 
-__all__ = ['MLP', 'check_params']
+__all__ = ['MLP', 'check_num_seeds', 'check_params']
 
 Activation = Union[str, Callable[[tf.Tensor], tf.Tensor], None]
+
+
+def check_num_seeds(num_seeds) -> Optional[int]:
+  """Validates the number of seeds batched in one graph.
+
+  Args:
+    num_seeds: None (no seed axis) or a positive int.
+
+  Returns:
+    `num_seeds` as an int, or None.
+
+  Raises:
+    ValueError: naming `num_seeds`, for anything else.
+  """
+  if num_seeds is None:
+    return None
+  if (isinstance(num_seeds, bool) or
+      not isinstance(num_seeds, numbers.Integral) or num_seeds < 1):
+    raise ValueError(f'num_seeds: must be a positive int, got '
+                     f'{num_seeds!r}.')
+  return int(num_seeds)
 
 
 def check_params(params: Sequence[tf.Tensor],
@@ -119,12 +141,7 @@ class MLP(tf.keras.layers.Layer):
       raise ValueError(f'output_size: must be positive, got {output_size}.')
     if not hidden_sizes and output_size is None:
       raise ValueError('hidden_sizes/output_size: the MLP has no layer.')
-    if num_seeds is not None and (isinstance(num_seeds, bool) or
-                                  int(num_seeds) != num_seeds or
-                                  num_seeds < 1):
-      raise ValueError(f'num_seeds: must be None or a positive int, got '
-                       f'{num_seeds!r}.')
-    self.num_seeds = None if num_seeds is None else int(num_seeds)
+    self.num_seeds = check_num_seeds(num_seeds)
     self._hidden_sizes = hidden_sizes
     self._output_size = None if output_size is None else int(output_size)
     self._activation = tf.keras.activations.get(activation)
