@@ -42,6 +42,10 @@ STEPS = 240
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--repeats', type=int, default=30)
+  parser.add_argument('--pieces', default='collect,env,policy,meta_step,'
+                      'meta_step_clip5', help='Comma-separated pieces.')
+  parser.add_argument('--xla', default='on,off',
+                      help='Comma-separated XLA settings: on, off.')
   parser.add_argument('--out', default=os.path.join(REPO, 'results',
                                                      'speed'))
   args = parser.parse_args()
@@ -120,9 +124,8 @@ def main():
     return lambda: learners[xla, clip].step(batches, context)['meta_loss']
 
   rows = []
-  pieces = [(name, xla) for name in ('collect', 'env', 'policy', 'meta_step',
-                                     'meta_step_clip5')
-            for xla in (True, False)]
+  pieces = [(name, xla == 'on') for name in args.pieces.split(',')
+            for xla in args.xla.split(',')]
   plain = {'collect': collect, 'env': env_only, 'policy': policy_only}
   for name, xla in pieces:
     if name.startswith('meta_step'):
