@@ -16,7 +16,10 @@ Times, for 240 env steps (one BMG K=7 L=9 meta-step's worth) with the
   K+L-1, no clipping) on 16 given rollouts of 16 steps: the learning alone,
   without the env or the driver;
 * `meta_step_clip5`: the same with the inner and target gradients clipped
-  to global norm 5, differentiably, as `gin/two_colors/ac_bmg.gin` does.
+  to global norm 5, differentiably, as `gin/two_colors/ac_bmg.gin` does;
+* `meta_step_scalar`: `meta_step` with a single sigmoid-logit entropy
+  weight (`two_colors.train_eval.contextual=False`) instead of the
+  contextual MLP.
 
 Prints the median of 30 calls after a warm-up, and writes
 `<out>/rollout_cost.json` (default `results/speed`). A BMG K=7 L=9
@@ -43,7 +46,8 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--repeats', type=int, default=30)
   parser.add_argument('--pieces', default='collect,env,policy,meta_step,'
-                      'meta_step_clip5', help='Comma-separated pieces.')
+                      'meta_step_clip5', help='Comma-separated pieces (also '
+                      'meta_step_scalar).')
   parser.add_argument('--xla', default='on,off',
                       help='Comma-separated XLA settings: on, off.')
   parser.add_argument('--out', default=os.path.join(REPO, 'results',
@@ -107,21 +111,26 @@ def main():
   context = tf.random.uniform([10], -0.1, 0.1)
   learners = {}
 
-  def meta_step_fn(xla, clip):
+  def meta_step_fn(xla, clip, contextual=True):
     # A learner per setting; its step is the compiled call timed.
-    meta = meta_params.MetaParameters({}, contextual=(
-        meta_params.ContextualMetaParameters(
-            10, {'entropy_weight': 0.3}, hidden_sizes=(32,), seed=2000)))
+    if contextual:
+      meta = meta_params.MetaParameters({}, contextual=(
+          meta_params.ContextualMetaParameters(
+              10, {'entropy_weight': 0.3}, hidden_sizes=(32,), seed=2000)))
+    else:
+      meta = meta_params.MetaParameters({
+          'entropy_weight': meta_params.MetaParameter(0.3, 'sigmoid')})
 
     def sgd():
       opt = optimizers.SGD(learning_rate=0.1)
       return optimizers.GlobalNormClipped(opt, clip) if clip else opt
-    learners[xla, clip] = meta_learner.MetaLearner(
+    learners[xla, clip, contextual] = meta_learner.MetaLearner(
         agent.params, meta, agent.objectives(), config,
         inner_optimizer=sgd(), target_optimizer=sgd(),
         meta_optimizer=meta_params.MetaOptimizer(learning_rate=1e-4),
         jit_compile=xla)
-    return lambda: learners[xla, clip].step(batches, context)['meta_loss']
+    return lambda: learners[xla, clip, contextual].step(
+        batches, context)['meta_loss']
 
   rows = []
   pieces = [(name, xla == 'on') for name in args.pieces.split(',')
@@ -129,7 +138,8 @@ def main():
   plain = {'collect': collect, 'env': env_only, 'policy': policy_only}
   for name, xla in pieces:
     if name.startswith('meta_step'):
-      compiled = meta_step_fn(xla, 5.0 if name.endswith('clip5') else None)
+      compiled = meta_step_fn(xla, 5.0 if name.endswith('clip5') else None,
+                              contextual=not name.endswith('scalar'))
     else:
       compiled = tf.function(plain[name], jit_compile=xla, autograph=False)
     float(compiled())
