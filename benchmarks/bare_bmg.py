@@ -197,6 +197,11 @@ def _bare_worker(xla, steps, window):
                     'final_kl': kl, 'finite': math.isfinite(kl)}))
 
 
+def _window(steps):
+  """Env steps per timing window: eight windows per run, at least 2,400."""
+  return max(steps // 8, 2400)
+
+
 def _run(cmd):
   proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
                         cwd=REPO)
@@ -214,19 +219,25 @@ def main():
   parser.add_argument('--out', default=os.path.join(REPO, 'results',
                                                      'speed'))
   parser.add_argument('--worker', action='store_true')
-  parser.add_argument('--worker_xla', default='on')
   parser.add_argument('--worker_steps', type=int, default=0)
+  parser.add_argument('--worker_xla', default='on', choices=('on', 'off'))
   args = parser.parse_args()
   if args.worker:
     steps = args.worker_steps
-    _bare_worker(args.worker_xla == 'on', steps, max(steps // 8, 2400))
+    _bare_worker(args.worker_xla == 'on', steps, _window(steps))
     return
+  if args.rounds < 1 or args.steps < 4 * 2400:  # Windows after compile.
+    parser.error(f'--rounds must be >= 1 and --steps >= 9600, got '
+                 f'{args.rounds} and {args.steps}.')
+  if not set(args.xla.split(',')) <= {'on', 'off'}:
+    parser.error(f'--xla: a comma-separated list of on, off; got '
+                 f'{args.xla!r}.')
   runs = {}
   for round_ in range(args.rounds):
     print(f'round {round_ + 1}/{args.rounds}', flush=True)
     for xla in args.xla.split(','):
       steps = args.steps if xla == 'on' else args.steps // 10
-      window = max(steps // 8, 2400)
+      window = _window(steps)
       bare = _run([sys.executable, os.path.abspath(__file__), '--worker',
                    f'--worker_xla={xla}', f'--worker_steps={steps}'])
       pipe = _run([sys.executable, os.path.join(REPO, 'benchmarks',

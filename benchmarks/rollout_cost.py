@@ -53,6 +53,14 @@ def main():
   parser.add_argument('--out', default=os.path.join(REPO, 'results',
                                                      'speed'))
   args = parser.parse_args()
+  known = ('collect', 'env', 'policy', 'meta_step', 'meta_step_clip5',
+           'meta_step_scalar')
+  if not set(args.pieces.split(',')) <= set(known):
+    parser.error(f'--pieces: a comma-separated list of {known}; got '
+                 f'{args.pieces!r}.')
+  if not set(args.xla.split(',')) <= {'on', 'off'}:
+    parser.error(f'--xla: a comma-separated list of on, off; got '
+                 f'{args.xla!r}.')
   sys.path.insert(0, REPO)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from bmg_tf.agents import actor_critic  # pylint: disable=g-import-not-at-top
