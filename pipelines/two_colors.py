@@ -111,7 +111,11 @@ def train_eval(root_dir: str,
                entropy_weight: float = 0.3,
                contextual: bool = True,
                context_window: int = 10,
+               context_transform: str = 'none',
+               context_scale: float = 0.1,
+               context_decay: float = 0.999,
                meta_hidden_sizes: Sequence[int] = (32,),
+               meta_output_kernel_scale: float = 0.0,
                outer_entropy_weight: float = 0.0,
                hidden_sizes: Sequence[int] = (256, 256),
                gamma: float = 0.99,
@@ -157,7 +161,17 @@ def train_eval(root_dir: str,
     contextual: learn the weight as sigmoid(MLP(last `context_window`
       rollout mean rewards)); else as a single sigmoid logit.
     context_window: rollouts in the reward context.
+    context_transform: what the meta-network sees of the rollout mean
+      rewards `r`: 'none' (`r`), 'tanh' (`tanh(r / context_scale)`) or
+      'running_tanh' (`tanh((r - m) / s)` with running mean and deviation,
+      see `rollout.RewardContext`).
+    context_scale: the fixed scale of 'tanh'; the initial deviation of
+      'running_tanh'.
+    context_decay: per-rollout decay of 'running_tanh's running averages.
     meta_hidden_sizes: hidden widths of the contextual MLP.
+    meta_output_kernel_scale: 0 starts the contextual MLP's output kernel at
+      zero (the weight starts at `entropy_weight` at any context); > 0 scales
+      a random Glorot-uniform output kernel.
     outer_entropy_weight: fixed entropy bonus in the outer objective (MG's
       meta-loss and BMG's target step).
     hidden_sizes: hidden widths of the policy and value MLPs.
@@ -222,7 +236,9 @@ def train_eval(root_dir: str,
       env.time_step_spec(), env.action_spec(), agent.distribution,
       lambda: agent.params, seed=seed + 1)
   collector = rollout_lib.RolloutCollector(env, policy, rollout_length)
-  context = rollout_lib.RewardContext(context_window, num_streams=seeds)
+  context = rollout_lib.RewardContext(
+      context_window, num_streams=seeds, transform=context_transform,
+      scale=context_scale, decay=context_decay)
   stats = RunStats(seeds)
   cache = rollout_lib.RolloutCache(collector.rollout_spec())
 
@@ -236,7 +252,8 @@ def train_eval(root_dir: str,
           meta_params.ContextualMetaParameters(
               context_window, {'entropy_weight': entropy_weight},
               hidden_sizes=meta_hidden_sizes, seed=seed + 2000,
-              num_seeds=seeds)))
+              num_seeds=seeds,
+              output_kernel_scale=meta_output_kernel_scale)))
     else:
       meta = meta_params.MetaParameters({
           'entropy_weight': meta_params.MetaParameter(

@@ -26,6 +26,7 @@ Rollout dict (time-major, T steps, B streams):
 """
 
 import contextlib
+import math
 from typing import Callable, Dict, Optional, Sequence
 
 import tensorflow as tf
@@ -37,8 +38,8 @@ from tf_agents.trajectories import policy_step
 from tf_agents.trajectories import trajectory as trajectory_lib
 
 __all__ = [
-    'FunctionalPolicy', 'RolloutBuffer', 'RolloutCollector', 'RewardContext',
-    'RolloutCache'
+    'CONTEXT_TRANSFORMS', 'FunctionalPolicy', 'RolloutBuffer',
+    'RolloutCollector', 'RewardContext', 'RolloutCache'
 ]
 
 tfd = tfp.distributions
@@ -211,26 +212,63 @@ class RolloutCollector(tf.Module):
       }
 
 
+CONTEXT_TRANSFORMS = ('none', 'tanh', 'running_tanh')
+
+
 class RewardContext(tf.Module):
   """The mean reward of each of the last `window` rollouts: `[window]`.
 
   The context of contextual meta-parameters (BMG_SPEC section 2.1). Oldest
   first; starts at zeros. With `num_streams=N` (N seeds batched in one graph,
   one stream each) every stream keeps its own context: `[N, window]`.
+
+  `transform` says what `value()` returns, elementwise on the stored means
+  `r` (the follow-up paper squashes a normalised reward context to
+  [-1, 1]; two-colours rollout means are ~0.1 in size, which a small
+  meta-network barely sees):
+
+  * 'none': `r`;
+  * 'tanh': `tanh(r / scale)`, a fixed scale;
+  * 'running_tanh': `tanh((r - m) / s)`, with `m` and `s**2` exponential
+    moving averages (factor `decay` per rollout, per stream) of the rollout
+    mean reward and of its squared deviation from `m`; they start at 0 and
+    `scale**2`. After a reward flip the context then swings negative for as
+    long as the averages take to adapt (about `1 / (1 - decay)` rollouts).
+
+  The transform is part of the context: a SavedModel's `meta_parameters`
+  signature takes `value()`, not the raw means.
   """
 
   def __init__(self, window: int = 10, num_streams: Optional[int] = None,
-               name: str = 'reward_context'):
+               transform: str = 'none', scale: float = 0.1,
+               decay: float = 0.999, name: str = 'reward_context'):
     super().__init__(name=name)
     if window <= 0:
       raise ValueError(f'window: must be positive, got {window}.')
     if num_streams is not None and num_streams <= 0:
       raise ValueError(f'num_streams: must be positive, got {num_streams}.')
+    if transform not in CONTEXT_TRANSFORMS:
+      raise ValueError(f'transform: must be one of {CONTEXT_TRANSFORMS}, got '
+                       f'{transform!r}.')
+    if not (isinstance(scale, (int, float)) and math.isfinite(scale) and
+            scale > 0):
+      raise ValueError(f'scale: must be finite and positive, got {scale!r}.')
+    if not (isinstance(decay, (int, float)) and 0.0 <= decay < 1.0):
+      raise ValueError(f'decay: must be in [0, 1), got {decay!r}.')
     self.window = int(window)
     self.num_streams = num_streams
+    self.transform = transform
+    self.scale = float(scale)
+    self.decay = float(decay)
     shape = [window] if num_streams is None else [num_streams, window]
     self.rewards = tf.Variable(tf.zeros(shape), trainable=False,
                                name='rewards')
+    if transform == 'running_tanh':
+      stat_shape = [1] if num_streams is None else [num_streams, 1]
+      self.running_mean = tf.Variable(tf.zeros(stat_shape), trainable=False,
+                                      name='running_mean')
+      self.running_var = tf.Variable(tf.fill(stat_shape, self.scale**2),
+                                     trainable=False, name='running_var')
 
   def update(self, rollout: Dict[str, tf.Tensor]):
     """Appends the rollout's mean reward.
@@ -245,9 +283,22 @@ class RewardContext(tf.Module):
     else:
       mean = tf.reduce_mean(reward, axis=0)[:, None]  # [N, 1]
     self.rewards.assign(tf.concat([self.rewards[..., 1:], mean], axis=-1))
+    if self.transform == 'running_tanh':
+      d = self.decay
+      m = d * self.running_mean + (1.0 - d) * mean
+      self.running_var.assign(d * self.running_var +
+                              (1.0 - d) * tf.square(mean - m))
+      self.running_mean.assign(m)
 
   def value(self) -> tf.Tensor:
-    return self.rewards.read_value()
+    """The context, `[window]` or `[N, window]` float32, transformed."""
+    r = self.rewards.read_value()
+    if self.transform == 'tanh':
+      return tf.tanh(r / self.scale)
+    if self.transform == 'running_tanh':
+      std = tf.sqrt(self.running_var + 1e-8)
+      return tf.tanh((r - self.running_mean) / std)
+    return r
 
 
 class RolloutCache(tf.Module):

@@ -8,8 +8,10 @@ Three kinds of meta-parameter, all `tf.Module`s:
   `'identity'` for unbounded ones.
 * `ContextualMetaParameters`: a small MLP of a context vector (e.g. the mean
   reward of each of the last 10 rollouts) with one output per named
-  meta-parameter. The context carries no gradient. The output layer starts at
-  zero, so each output starts exactly at its initial value.
+  meta-parameter. The context carries no gradient. By default the output
+  kernel starts at zero, so each output starts exactly at its initial value
+  (and the hidden layer gets no meta-gradient until that kernel moves);
+  `output_kernel_scale > 0` starts it random instead.
 * `MetaParameters`: a named collection of the above plus fixed values, with a
   `learn` mask saying which names the meta-optimizer updates. A name that does
   not learn is returned under `tf.stop_gradient`.
@@ -136,6 +138,7 @@ class ContextualMetaParameters(tf.Module):
                seed: Optional[int] = None,
                dtype=tf.float32,
                num_seeds: Optional[int] = None,
+               output_kernel_scale: float = 0.0,
                name: str = 'contextual_meta_parameters'):
     """Creates the network.
 
@@ -147,11 +150,17 @@ class ContextualMetaParameters(tf.Module):
       seed: initialisation seed of the hidden layers.
       dtype: float dtype.
       num_seeds: if set, N independent networks along a seed axis.
+      output_kernel_scale: multiplies the Glorot-uniform initial output
+        kernel. 0 (default): every output starts exactly at its initial
+        value at any context. > 0: a random output layer (as the public
+        PyTorch port's meta-network); outputs then start at their initial
+        value at a zero context and vary with the context.
       name: module name.
 
     Raises:
       ValueError: on a bad context_dim, no outputs, unknown transform or bad
-        initial value, naming the argument.
+        initial value, or a negative or non-finite output_kernel_scale,
+        naming the argument.
     """
     super().__init__(name=name)
     if int(context_dim) <= 0:
@@ -172,14 +181,19 @@ class ContextualMetaParameters(tf.Module):
            for n in self._names]
     self._context_dim = int(context_dim)
     self.num_seeds = mlp_lib.check_num_seeds(num_seeds)
+    if not (isinstance(output_kernel_scale, (int, float)) and
+            math.isfinite(output_kernel_scale) and output_kernel_scale >= 0):
+      raise ValueError(f'output_kernel_scale: must be finite and >= 0, got '
+                       f'{output_kernel_scale!r}.')
     with self.name_scope:
       self.net = mlp_lib.MLP(hidden_sizes, output_size=len(self._names),
-                             output_kernel_scale=0.0,
+                             output_kernel_scale=float(output_kernel_scale),
                              input_dim=self._context_dim, seed=seed,
                              dtype=dtype, num_seeds=self.num_seeds,
                              name='net')
       # Output bias = inverse transform of the initial values: with a zero
-      # output kernel, every output starts exactly at its initial value.
+      # output kernel, every output starts exactly at its initial value (with
+      # a random one, at a zero context).
       bias = self.net.params[-1]
       bias.assign(tf.broadcast_to(tf.constant(raw, dtype=dtype),
                                   bias.shape))

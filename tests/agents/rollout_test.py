@@ -318,6 +318,44 @@ class RewardContextTest(tf.test.TestCase):
     with self.assertRaisesRegex(ValueError, 'window'):
       rollout_lib.RewardContext(window=0)
 
+  def test_bad_transform_scale_decay(self):
+    with self.assertRaisesRegex(ValueError, 'transform'):
+      rollout_lib.RewardContext(transform='sigmoid')
+    with self.assertRaisesRegex(ValueError, 'scale'):
+      rollout_lib.RewardContext(transform='tanh', scale=0.0)
+    with self.assertRaisesRegex(ValueError, 'decay'):
+      rollout_lib.RewardContext(transform='running_tanh', decay=1.0)
+
+  def test_fixed_tanh(self):
+    context = rollout_lib.RewardContext(window=3, transform='tanh', scale=0.2)
+    for r in (0.1, -0.3, 0.05):
+      context.update({'reward': tf.fill([T, B], r)})
+    self.assertAllClose(context.value(), np.tanh(np.array([0.1, -0.3, 0.05])
+                                                 / 0.2), rtol=1e-5)
+    self.assertAllClose(context.rewards, [0.1, -0.3, 0.05], rtol=1e-6)
+
+  def test_running_tanh_matches_a_numpy_loop(self):
+    rng = np.random.RandomState(1)
+    window, decay, scale = 4, 0.9, 0.1
+    context = rollout_lib.RewardContext(window=window, num_streams=2,
+                                        transform='running_tanh',
+                                        scale=scale, decay=decay)
+    mean, var = np.zeros(2), np.full(2, scale**2)
+    kept = np.zeros((2, window))
+    for _ in range(9):
+      rewards = rng.randn(T, 2).astype(np.float32) * 0.3 + 0.1
+      context.update({'reward': tf.constant(rewards)})
+      r = rewards.astype(np.float64).mean(0)
+      kept = np.concatenate([kept[:, 1:], r[:, None]], axis=1)
+      mean = decay * mean + (1 - decay) * r
+      var = decay * var + (1 - decay) * (r - mean)**2
+    expected = np.tanh((kept - mean[:, None]) / np.sqrt(var[:, None] + 1e-8))
+    self.assertAllClose(context.value(), expected, rtol=1e-4, atol=1e-5)
+    # A checkpoint carries the running statistics.
+    names = {v.name for v in context.variables}
+    self.assertTrue(any('running_mean' in n for n in names), names)
+    self.assertTrue(any('running_var' in n for n in names), names)
+
 
 class RolloutCacheTest(tf.test.TestCase):
 

@@ -72,6 +72,36 @@ class ContextualTest(tf.test.TestCase):
     with self.assertRaisesRegex(ValueError, 'context'):
       ctx(tf.zeros([4]))
 
+  def test_random_output_layer(self):
+    zero = meta_params.ContextualMetaParameters(
+        context_dim=4, init_values={'entropy': 0.5}, seed=1)
+    rand = meta_params.ContextualMetaParameters(
+        context_dim=4, init_values={'entropy': 0.5}, seed=1,
+        output_kernel_scale=1.0)
+    self.assertAllEqual(zero.net.params[-2], tf.zeros([32, 1]))
+    self.assertGreater(float(tf.reduce_max(tf.abs(rand.net.params[-2]))), 0)
+    # Both start at the initial value at a zero context; only the random
+    # one depends on the context, and its hidden layer gets a meta-gradient
+    # from the first step.
+    self.assertAllClose(rand(tf.zeros([4]))['entropy'], 0.5, rtol=1e-6)
+    contexts = tf.random.normal([16, 4], seed=2)
+    self.assertAllClose(zero(contexts)['entropy'], tf.fill([16], 0.5))
+    self.assertGreater(float(tf.math.reduce_std(rand(contexts)['entropy'])),
+                       1e-3)
+    with tf.GradientTape() as tape:
+      out = tf.reduce_sum(rand(contexts)['entropy'])
+    hidden_kernel_grad = tape.gradient(out, rand.net.params[0])
+    self.assertGreater(float(tf.norm(hidden_kernel_grad)), 0.0)
+    with tf.GradientTape() as tape:
+      out = tf.reduce_sum(zero(contexts)['entropy'])
+    self.assertAllEqual(tape.gradient(out, zero.net.params[0]),
+                        tf.zeros([4, 32]))
+    for bad in (-1.0, float('nan'), 'big'):
+      with self.assertRaisesRegex(ValueError, 'output_kernel_scale'):
+        meta_params.ContextualMetaParameters(
+            context_dim=4, init_values={'entropy': 0.5},
+            output_kernel_scale=bad)
+
 
 class MetaParametersTest(tf.test.TestCase):
 
