@@ -50,6 +50,16 @@ VARIANTS = {
     'bmg_L16': ('ac_bmg.gin', [f'{P}l_steps = 16']),
     'bmg_K1': ('ac_bmg.gin', [f'{P}k_steps = 1']),
     'bmg_cont_K': ('ac_bmg.gin', [f"{P}continue_from = 'K'"]),
+    # What the meta-network sees and how it starts.
+    'bmg_tanh': ('ac_bmg.gin', [f"{P}context_transform = 'tanh'"]),
+    'bmg_running': ('ac_bmg.gin', [f"{P}context_transform = 'running_tanh'"]),
+    'bmg_rand': ('ac_bmg.gin', [f'{P}meta_output_kernel_scale = 1.0']),
+    'bmg_running_rand': ('ac_bmg.gin', [
+        f"{P}context_transform = 'running_tanh'",
+        f'{P}meta_output_kernel_scale = 1.0']),
+    'mg_running_rand': ('ac_mg.gin', [
+        f"{P}context_transform = 'running_tanh'",
+        f'{P}meta_output_kernel_scale = 1.0']),
 }
 
 

@@ -89,6 +89,32 @@ class RunStats(tf.Module):
     self.rollouts.assign_add(1)
 
 
+def _over_rollouts(agent, objectives):
+  """The agent's objectives, also taking a tuple of rollouts as a batch.
+
+  For BMG's multi-rollout target batch (`target_rollouts`): the outer loss
+  of a tuple is the mean of the rollouts' outer losses; the policy and value
+  heads see every rollout's states, concatenated along time (`[M*T, B]`).
+  A single rollout dict is handled as before.
+  """
+
+  def observations(batch):
+    if isinstance(batch, tuple):
+      return tf.concat([r['observation'] for r in batch], axis=0)
+    return batch['observation']
+
+  def outer_loss(params, batch):
+    if isinstance(batch, tuple):
+      return tf.add_n([agent.outer_loss(params, r) for r in batch]) / len(
+          batch)
+    return agent.outer_loss(params, batch)
+
+  return objectives._replace(
+      outer_loss=outer_loss,
+      policy=lambda p, batch, meta: agent.logits(p, observations(batch)),
+      value=lambda p, batch: agent.values(p, observations(batch)))
+
+
 @gin.configurable(denylist=['export_only'])
 def train_eval(root_dir: str,
                env_name: str = 'TwoColors',
@@ -105,6 +131,7 @@ def train_eval(root_dir: str,
                inner_clip_global_norm: Optional[float] = None,
                target_optimizer: str = 'sgd',
                target_learning_rate: float = 0.1,
+               target_rollouts: int = 1,
                meta_learning_rate: float = 1e-4,
                meta_epsilon: float = 1e-4,
                meta_clip_global_norm: Optional[float] = None,
@@ -153,6 +180,12 @@ def train_eval(root_dir: str,
       clipped to this global norm, differentiably (`GlobalNormClipped`).
     target_optimizer: BMG's target-step optimizer: 'sgd', 'rmsprop', ...
     target_learning_rate: its step size.
+    target_rollouts: BMG only: M >= 1 rollouts in the target step's batch,
+      all collected with x_{K+L-1}; the target step descends the mean of
+      their outer losses, and with `match_batch='target'` the matching sums
+      (or averages) over all M*T states. M > 1 costs (M-1)*T extra env steps
+      per meta-step, counted in the budget; the last of the M rollouts is
+      the one re-used by the next meta-step.
     meta_learning_rate: Adam step size of the meta-optimizer.
     meta_epsilon: Adam epsilon of the meta-optimizer.
     meta_clip_global_norm: optional meta-gradient clipping.
@@ -219,6 +252,13 @@ def train_eval(root_dir: str,
                      f'{method!r}.')
   if num_env_steps <= 0 or rollout_length <= 0:
     raise ValueError('num_env_steps/rollout_length: must be positive.')
+  if (isinstance(target_rollouts, bool) or not isinstance(target_rollouts, int)
+      or target_rollouts < 1):
+    raise ValueError(f'target_rollouts: must be an int >= 1, got '
+                     f'{target_rollouts!r}.')
+  if target_rollouts > 1 and method != 'bmg':
+    raise ValueError(f"target_rollouts: {target_rollouts} needs method='bmg', "
+                     f'got {method!r}.')
   if mlp.check_num_seeds(num_seeds) is None:
     raise ValueError('num_seeds: must be a positive int, got None.')
   seeds = None if num_seeds == 1 else num_seeds  # The seed axis, if any.
@@ -272,7 +312,11 @@ def train_eval(root_dir: str,
           matching=weights, reduction=reduction,
           continue_from=continue_from)
   last_index = config.batches_per_step - 1
+  target_index = k_steps + l_steps - 1 if method == 'bmg' else None
   reuse = method != 'fixed'
+  objectives = agent.objectives()
+  if target_rollouts > 1:
+    objectives = _over_rollouts(agent, objectives)
 
   def collect(params):
     rollout = collector.collect(params)
@@ -288,8 +332,13 @@ def train_eval(root_dir: str,
       first = tf.equal(i, 0) if tf.is_tensor(i) else tf.constant(i == 0)
       rollout = tf.cond(tf.logical_and(cache.valid, first), cache.read,
                         lambda: collect(params))
+      last = rollout
+      if target_rollouts > 1 and isinstance(i, int) and i == target_index:
+        rollouts = [rollout] + [collect(params)
+                                for _ in range(target_rollouts - 1)]
+        last, rollout = rollouts[-1], tuple(rollouts)
       if isinstance(i, int) and i == last_index:
-        cache.write(rollout)
+        cache.write(last)
       return rollout
     return collect(params)
 
@@ -300,7 +349,7 @@ def train_eval(root_dir: str,
                                         batch_dims=clip_dims)
 
   learner = meta_learner_lib.MetaLearner(
-      agent.params, meta, agent.objectives(), config,
+      agent.params, meta, objectives, config,
       inner_optimizer=clipped(
           optimizers.SGD(learning_rate=inner_learning_rate)),
       target_optimizer=(clipped(optimizers.get(

@@ -258,6 +258,11 @@ def test_batched_seeds_run_resume_and_export_one_model_per_seed(tmp_path):
                                rtol=1e-5)
   with pytest.raises(ValueError, match='num_seeds'):
     two_colors.train_eval(str(tmp_path / 'bad'), num_seeds=0)
+  with pytest.raises(ValueError, match='target_rollouts'):
+    two_colors.train_eval(str(tmp_path / 'bad'), target_rollouts=0)
+  with pytest.raises(ValueError, match='target_rollouts'):
+    two_colors.train_eval(str(tmp_path / 'bad'), method='mg',
+                          target_rollouts=2)
 
 
 def _run_with_bindings(root, bindings):
@@ -293,6 +298,7 @@ def test_fidelity_options_are_bindings_that_take_effect(tmp_path):
       'running': ["two_colors.train_eval.context_transform = 'running_tanh'",
                   'two_colors.train_eval.context_decay = 0.9'],
       'random_out': ['two_colors.train_eval.meta_output_kernel_scale = 1.0'],
+      'target_rollouts': ['two_colors.train_eval.target_rollouts = 3'],
   }
   for name, bindings in options.items():
     got = _run_with_bindings(str(tmp_path / name), bindings)
@@ -301,3 +307,7 @@ def test_fidelity_options_are_bindings_that_take_effect(tmp_path):
     assert any(differs), name
     if name == 'running':
       assert any('running_mean' in k for k in got), sorted(got)[:5]
+    if name == 'target_rollouts':
+      # 2 more rollouts per meta-step: fewer meta-steps for the budget.
+      step = 'learner/train_step_counter/.ATTRIBUTES/VARIABLE_VALUE'
+      assert got[step] < base[step], (got[step], base[step])
