@@ -1,6 +1,6 @@
 r"""Meta-gradient quality on two-colours: MG(K), BMG(K, L) vs MG(K+L).
 
-    python benchmarks/meta_gradient_quality.py            # ~15 min on 2 cores
+    python benchmarks/meta_gradient_quality.py            # ~20 min on 2 cores
     python benchmarks/meta_gradient_quality.py --samples=16 --repeats=1 \
         --moments=60000 --estimators=mg1,bmg7_4,mg11   # quick look
 
@@ -31,6 +31,9 @@ meta-gradient than the myopic MG(K) one. This script tests that on our task.
      objective as BMG's target step);
    * `bmgK_L`: BMG, K differentiated steps, L-1 bootstrap steps, one SGD
      step on the outer objective, KL(target || x_K);
+   * `bmgK_Lf`: the same, but the L-1 bootstrap steps use the inner loss
+     with a fixed entropy weight 0 (`Objectives.bootstrap_loss`), so the
+     target holds no trace of the meta-learned weight;
    * the long-horizon reference is `mg{K+L}` (differentiating through all
      K+L steps; feasible only at this size).
    Every estimator is run with the inner (and target) gradients clipped to
@@ -83,25 +86,27 @@ from bmg_tf.envs import tf_two_colors
 REPO = study.REPO
 DEFAULT_MOMENTS = (150_000, 201_000, 290_000, 1_001_000, 1_050_000)
 DEFAULT_ESTIMATORS = ('mg1', 'mg7', 'bmg7_1', 'bmg7_4', 'bmg7_9', 'bmg7_16',
-                      'mg8', 'mg11', 'mg16', 'mg23')
+                      'bmg7_4f', 'bmg7_9f', 'bmg7_16f', 'mg8', 'mg11', 'mg16',
+                      'mg23')
 
 
 def parse_estimator(name):
-  """'mgK' -> ('mg', K, None); 'bmgK_L' -> ('bmg', K, L)."""
+  """'mgK' -> ('mg', K, None); 'bmgK_L' -> ('bmg', K, L); 'bmgK_Lf' ->
+  ('bmgf', K, L), BMG whose bootstrap steps use a fixed entropy weight 0."""
   m = re.fullmatch(r'mg(\d+)', name)
   if m and int(m.group(1)) >= 1:
     return 'mg', int(m.group(1)), None
-  m = re.fullmatch(r'bmg(\d+)_(\d+)', name)
+  m = re.fullmatch(r'bmg(\d+)_(\d+)(f?)', name)
   if m and int(m.group(1)) >= 1 and int(m.group(2)) >= 1:
-    return 'bmg', int(m.group(1)), int(m.group(2))
-  raise ValueError(f"estimator: expected 'mgK' or 'bmgK_L' with K, L >= 1, "
-                   f'got {name!r}.')
+    return 'bmg' + m.group(3), int(m.group(1)), int(m.group(2))
+  raise ValueError(f"estimator: expected 'mgK', 'bmgK_L' or 'bmgK_Lf' with "
+                   f'K, L >= 1, got {name!r}.')
 
 
 def reference_of(name):
   """The long-horizon reference of an estimator: MG over the same horizon."""
   method, k, l = parse_estimator(name)
-  return f'mg{k + (l or 0)}' if method == 'bmg' else None
+  return f'mg{k + (l or 0)}' if method != 'mg' else None
 
 
 # ------------------------------------------------------------------ moments
@@ -262,14 +267,20 @@ class Estimators:
             method='bmg', k_steps=k, l_steps=l,
             matching={'policy_kl': 1.0}, reduction='sum')
 
+      objectives = self.agent.objectives()
+      if method == 'bmgf':
+        zero = {'entropy_weight': tf.constant(0.0)}
+        objectives = objectives._replace(
+            bootstrap_loss=lambda p, b: self.agent.inner_loss(p, b, zero))
+
       def estimate():
         params = [tf.convert_to_tensor(p) for p in self.agent.params]
         result = bootstrap.meta_step(
             params, self.inner.init(params), [self.logit.raw],
             lambda: {'entropy_weight': self.logit()},
-            self.agent.objectives(), config, self.inner,
+            objectives, config, self.inner,
             lambda i, p: self.collector.collect(p),
-            target_optimizer=self.target if method == 'bmg' else None)
+            target_optimizer=self.target if method != 'mg' else None)
         return result.meta_grads[0], result.meta_loss
 
       self._fns[name] = tf.function(estimate, jit_compile=self._jit,
@@ -286,7 +297,7 @@ class Estimators:
       active = self.inner.active.numpy() + self.target.active.numpy()
       stats['clip_active'] = float(active.mean() / steps)
     inner_steps = max(1.0, float(self.inner.steps))
-    stats['inner_grad_norm'] = float(self.inner.norm_sum.numpy().mean() /
+    stats['inner_grad_norm'] = float(np.nanmean(self.inner.norm_sum.numpy()) /
                                      inner_steps)
     return grads.numpy().astype(np.float64), stats
 
@@ -295,10 +306,24 @@ class Estimators:
 
 
 def summarise(samples, ref_samples):
-  """Statistics of one estimator's per-sample derivatives (see docstring)."""
+  """Statistics of one estimator's per-sample derivatives (see docstring).
+
+  Samples whose derivative is not finite (a diverged inner unroll) are
+  counted in 'finite_fraction' and left out of the other statistics.
+  """
   g = np.asarray(samples)
+  ok = np.isfinite(g)
+  if ref_samples is not None:
+    ok &= np.isfinite(np.asarray(ref_samples))
+  finite = float(np.mean(np.isfinite(g)))
+  g = g[ok]
+  if len(g) < 2:
+    return {'mean': float('nan'), 'std': float('nan'), 'se': float('nan'),
+            'snr': float('nan'), 'drift': float('nan'),
+            'push_up_fraction': float('nan'), 'finite_fraction': finite}
   mean, std = float(g.mean()), float(g.std(ddof=1))
   out = {
+      'finite_fraction': finite,
       'mean': mean, 'std': std, 'se': std / np.sqrt(len(g)),
       'snr': abs(mean) / std if std > 0 else float('inf'),
       'drift': mean / np.sqrt(mean**2 + std**2) if std > 0 else
@@ -306,7 +331,7 @@ def summarise(samples, ref_samples):
       'push_up_fraction': float(np.mean(g < 0)),
   }
   if ref_samples is not None:
-    r = np.asarray(ref_samples)
+    r = np.asarray(ref_samples)[ok]
     out['corr_with_reference'] = float(np.corrcoef(g, r)[0, 1])
     out['sign_agrees_with_reference'] = bool(np.sign(mean) ==
                                              np.sign(r.mean()))
@@ -323,8 +348,9 @@ def cosines_over_moments(table, estimators, reference):
   ref = np.array([m[reference]['mean'] / m[reference]['std'] for m in table])
   for name in estimators:
     vec = np.array([m[name]['mean'] / m[name]['std'] for m in table])
-    denom = np.linalg.norm(vec) * np.linalg.norm(ref)
-    out[name] = float(vec @ ref / denom) if denom > 0 else None
+    ok = np.isfinite(vec) & np.isfinite(ref)
+    denom = np.linalg.norm(vec[ok]) * np.linalg.norm(ref[ok])
+    out[name] = float(vec[ok] @ ref[ok] / denom) if denom > 0 else None
   return out
 
 
@@ -372,8 +398,8 @@ def _markdown(summary):
     lines.append(f'### inner clip {clip}\n')
     lines.append('| moment | weight | estimator | mean | std | SNR | push up '
                  '(drift) | samples up | corr. with MG(K+L) | sign agrees | '
-                 'inner grad norm | clip active |')
-    lines.append('|---|---|---|---|---|---|---|---|---|---|---|---|')
+                 'inner grad norm | clip active | finite |')
+    lines.append('|---|---|---|---|---|---|---|---|---|---|---|---|---|')
     for step in summary['moments']:
       m = res['per_moment'][str(step)]
       for name in summary['estimators']:
@@ -387,7 +413,8 @@ def _markdown(summary):
             f'{"-" if corr is None else f"{corr:+.2f}"} | '
             f'{"-" if agree is None else ("yes" if agree else "no")} | '
             f'{e["stats"]["inner_grad_norm"]:.2f} | '
-            f'{_fmt_pct(e["stats"].get("clip_active"))} |')
+            f'{_fmt_pct(e["stats"].get("clip_active"))} | '
+            f'{e["finite_fraction"]:.0%} |')
     lines.append('')
     lines.append('Cosine with the long-horizon reference across moments '
                  '(SNR vectors):\n')
@@ -405,7 +432,7 @@ def main():
   parser.add_argument('--estimators', default=','.join(DEFAULT_ESTIMATORS))
   parser.add_argument('--samples', type=int, default=64,
                       help='rollout streams per repeat (batched)')
-  parser.add_argument('--repeats', type=int, default=1)
+  parser.add_argument('--repeats', type=int, default=4)
   parser.add_argument('--clips', default='5.0,none',
                       help="inner/target clip norms to compare ('none')")
   parser.add_argument('--seed', type=int, default=0)

@@ -57,6 +57,14 @@ VARIANTS = {
     'bmg_running_rand': ('ac_bmg.gin', [
         f"{P}context_transform = 'running_tanh'",
         f'{P}meta_output_kernel_scale = 1.0']),
+    # The target step's objective: MG's (entropy bonus 0.12) instead of the
+    # bare policy-gradient loss; a target on 4 rollouts.
+    'bmg_outer0.12': ('ac_bmg.gin', [f'{P}outer_entropy_weight = 0.12']),
+    'bmg_target4': ('ac_bmg.gin', [f'{P}target_rollouts = 4']),
+    'bmg_running_rand_lr1e-3': ('ac_bmg.gin', [
+        f"{P}context_transform = 'running_tanh'",
+        f'{P}meta_output_kernel_scale = 1.0',
+        f'{P}meta_learning_rate = 1e-3']),
     'mg_running_rand': ('ac_mg.gin', [
         f"{P}context_transform = 'running_tanh'",
         f'{P}meta_output_kernel_scale = 1.0']),

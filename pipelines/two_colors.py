@@ -132,6 +132,7 @@ def train_eval(root_dir: str,
                target_optimizer: str = 'sgd',
                target_learning_rate: float = 0.1,
                target_rollouts: int = 1,
+               bootstrap_entropy_weight: Optional[float] = None,
                meta_learning_rate: float = 1e-4,
                meta_epsilon: float = 1e-4,
                meta_clip_global_norm: Optional[float] = None,
@@ -186,6 +187,11 @@ def train_eval(root_dir: str,
       (or averages) over all M*T states. M > 1 costs (M-1)*T extra env steps
       per meta-step, counted in the budget; the last of the M rollouts is
       the one re-used by the next meta-step.
+    bootstrap_entropy_weight: BMG only. None (the paper): the L-1 bootstrap
+      steps use the meta-learned inner loss at the current entropy weight.
+      A number: they use the inner loss with this fixed entropy weight
+      instead, so the target holds no trace of the meta-learned weight
+      (`Objectives.bootstrap_loss`; why in docs/fidelity.md).
     meta_learning_rate: Adam step size of the meta-optimizer.
     meta_epsilon: Adam epsilon of the meta-optimizer.
     meta_clip_global_norm: optional meta-gradient clipping.
@@ -259,6 +265,16 @@ def train_eval(root_dir: str,
   if target_rollouts > 1 and method != 'bmg':
     raise ValueError(f"target_rollouts: {target_rollouts} needs method='bmg', "
                      f'got {method!r}.')
+  if bootstrap_entropy_weight is not None:
+    if method != 'bmg':
+      raise ValueError(f"bootstrap_entropy_weight: needs method='bmg', got "
+                       f'{method!r}.')
+    if (isinstance(bootstrap_entropy_weight, bool) or
+        not isinstance(bootstrap_entropy_weight, (int, float)) or
+        not math.isfinite(bootstrap_entropy_weight) or
+        bootstrap_entropy_weight < 0):
+      raise ValueError(f'bootstrap_entropy_weight: must be a finite number '
+                       f'>= 0 or None, got {bootstrap_entropy_weight!r}.')
   if mlp.check_num_seeds(num_seeds) is None:
     raise ValueError('num_seeds: must be a positive int, got None.')
   seeds = None if num_seeds == 1 else num_seeds  # The seed axis, if any.
@@ -317,6 +333,11 @@ def train_eval(root_dir: str,
   objectives = agent.objectives()
   if target_rollouts > 1:
     objectives = _over_rollouts(agent, objectives)
+  if bootstrap_entropy_weight is not None:
+    fixed_meta = {'entropy_weight': tf.constant(
+        float(bootstrap_entropy_weight), tf.float32)}
+    objectives = objectives._replace(
+        bootstrap_loss=lambda p, batch: agent.inner_loss(p, batch, fixed_meta))
 
   def collect(params):
     rollout = collector.collect(params)

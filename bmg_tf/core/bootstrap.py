@@ -175,6 +175,14 @@ class Objectives(NamedTuple):
     value: `(params, batch) -> values [...]` for 'value_l2' matching.
     optimizer_hparams: `meta_values -> {hparam: tensor}` for the inner
       optimizer (e.g. a meta-learned learning rate); None for its defaults.
+    bootstrap_loss: `(params, batch) -> scalar`, BMG only: if set, the L-1
+      bootstrap steps descend this loss (a fixed update rule, with no
+      meta-learned terms) instead of `inner_loss` at the current
+      meta-values (the paper's choice, the default). The bootstrap then
+      no longer contains the meta-parameters' own effect, so the target
+      cannot reward the meta-parameters for amplifying it (see
+      docs/fidelity.md). The optimizer's hyperparameters stay those of
+      `optimizer_hparams` at the (constant) meta-values.
   """
   inner_loss: Callable[[Params, Batch, MetaValues], tf.Tensor]
   outer_loss: Optional[Callable[[Params, Batch], tf.Tensor]] = None
@@ -183,6 +191,7 @@ class Objectives(NamedTuple):
   value: Optional[Callable[[Params, Batch], tf.Tensor]] = None
   optimizer_hparams: Optional[Callable[[MetaValues],
                                        Mapping[str, tf.Tensor]]] = None
+  bootstrap_loss: Optional[Callable[[Params, Batch], tf.Tensor]] = None
 
 
 class MetaStepResult(NamedTuple):
@@ -223,6 +232,9 @@ def _stop(nest):
 def _check_objectives(objectives: Objectives, config: BootstrapConfig):
   if not callable(objectives.inner_loss):
     raise ValueError('objectives.inner_loss: must be callable.')
+  if objectives.bootstrap_loss is not None and not callable(
+      objectives.bootstrap_loss):
+    raise ValueError('objectives.bootstrap_loss: must be callable or None.')
   if config.method == 'mg' or (config.method == 'bmg'):
     if objectives.outer_loss is None:
       raise ValueError(f'objectives.outer_loss: required for method '
@@ -249,11 +261,18 @@ def _reduce_grads(grad_reducer, grads, params):
 
 
 def _inner_step(objectives, optimizer, params, opt_state, batch,
-                meta_values, grad_reducer=None):
-  """One differentiable inner update; returns (params, opt_state, loss)."""
+                meta_values, grad_reducer=None, bootstrap=False):
+  """One differentiable inner update; returns (params, opt_state, loss).
+
+  With `bootstrap=True` (BMG's L-1 bootstrap steps) the loss is
+  `objectives.bootstrap_loss` when the task gives one.
+  """
   with tf.GradientTape(watch_accessed_variables=False) as tape:
     tape.watch(params)
-    loss = objectives.inner_loss(params, batch, meta_values)
+    if bootstrap and objectives.bootstrap_loss is not None:
+      loss = objectives.bootstrap_loss(params, batch)
+    else:
+      loss = objectives.inner_loss(params, batch, meta_values)
   grads = _reduce_grads(grad_reducer, tape.gradient(loss, params), params)
   hparams = (objectives.optimizer_hparams(meta_values)
              if objectives.optimizer_hparams is not None else None)
@@ -283,13 +302,14 @@ def _bootstrap_steps(objectives, optimizer, params, opt_state, batch_fn,
     for i in range(first, first + count):
       params, opt_state, loss = _inner_step(
           objectives, optimizer, params, opt_state, batch_fn(i, params),
-          meta_values, grad_reducer)
+          meta_values, grad_reducer, bootstrap=True)
       loss_sum += tf.cast(loss, dtype)
     return list(params), opt_state, loss_sum / count
 
   def body(i, x, state, loss_sum):
     x, state, loss = _inner_step(objectives, optimizer, x, state,
-                                 batch_fn(i, x), meta_values)
+                                 batch_fn(i, x), meta_values,
+                                 bootstrap=True)
     return i + 1, x, state, loss_sum + tf.cast(loss, dtype)
 
   _, params, opt_state, loss_sum = tf.while_loop(

@@ -166,6 +166,55 @@ class EngineFiniteDifferenceTest(parameterized.TestCase, tf.test.TestCase):
     for got, w in zip(result.target, want):
       self.assertAllClose(got, w, rtol=1e-10, atol=1e-12)
 
+  @parameterized.parameters(1, 4)
+  def test_bootstrap_loss_replaces_the_inner_loss_in_the_bootstrap(self, l):
+    k, alpha = 2, 0.3
+    params, batches = _regression_problem(seed=5)
+    meta, objectives = _regression_meta(), _regression_objectives()
+    fixed_rule = objectives._replace(bootstrap_loss=_mse)
+    config = bootstrap.BootstrapConfig(method='bmg', k_steps=k, l_steps=l,
+                                       matching={'param_l2': 1.0},
+                                       continue_from='K+L-1')
+    result = _run(config, params, batches, meta, fixed_rule,
+                  target_opt=optimizers.SGD(learning_rate=alpha))
+    # Reference by hand: K meta-learned inner steps; L-1 SGD steps on the
+    # plain MSE at the meta-learned learning rate (no weight decay); one SGD
+    # step on the outer objective.
+    lr = float(meta()['learning_rate'])
+    x = _x_k(params, batches, meta, objectives, k)
+
+    def sgd(x, i, step):
+      batch = tf.nest.map_structure(lambda t: t[i], batches)
+      with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = _mse(x, batch)
+      return [xi - step * gi for xi, gi in zip(x, tape.gradient(loss, x))]
+
+    for i in range(k, k + l - 1):
+      x = sgd(x, i, lr)
+    for got, want in zip(result.params, x):  # Continues from x_{K+L-1}.
+      self.assertAllClose(got, want, rtol=1e-10, atol=1e-12)
+    want_target = sgd(x, k + l - 1, alpha)
+    for got, want in zip(result.target, want_target):
+      self.assertAllClose(got, want, rtol=1e-10, atol=1e-12)
+    # The meta-gradient is still d mu(target, x_K(w)) / dw with that target.
+    target = [t.numpy() for t in result.target]
+
+    def bmg_loss():
+      x_k = _x_k(params, batches, meta, objectives, k)
+      return sum(0.5 * np.sum((t - xk.numpy())**2)
+                 for t, xk in zip(target, x_k))
+
+    expected = _central_differences(bmg_loss, meta.trainable_variables)
+    for got, want in zip(result.meta_grads, expected):
+      self.assertAllClose(got, want, rtol=1e-4, atol=1e-9)
+    # With L > 1 it is a different target from the paper's default.
+    default = _run(config, params, batches, meta, objectives,
+                   target_opt=optimizers.SGD(learning_rate=alpha))
+    differs = any(not np.allclose(a, b) for a, b in zip(default.target,
+                                                        result.target))
+    self.assertEqual(differs, l > 1)
+
   @parameterized.parameters(1, 3)
   def test_bmg_policy_kl_matches_finite_differences(self, k):
     rng = np.random.RandomState(3)

@@ -263,6 +263,13 @@ def test_batched_seeds_run_resume_and_export_one_model_per_seed(tmp_path):
   with pytest.raises(ValueError, match='target_rollouts'):
     two_colors.train_eval(str(tmp_path / 'bad'), method='mg',
                           target_rollouts=2)
+  for bad in (-0.1, float('inf'), '0.1'):
+    with pytest.raises(ValueError, match='bootstrap_entropy_weight'):
+      two_colors.train_eval(str(tmp_path / 'bad'),
+                            bootstrap_entropy_weight=bad)
+  with pytest.raises(ValueError, match='bootstrap_entropy_weight'):
+    two_colors.train_eval(str(tmp_path / 'bad'), method='mg',
+                          bootstrap_entropy_weight=0.0)
 
 
 def _run_with_bindings(root, bindings):
@@ -299,6 +306,8 @@ def test_fidelity_options_are_bindings_that_take_effect(tmp_path):
                   'two_colors.train_eval.context_decay = 0.9'],
       'random_out': ['two_colors.train_eval.meta_output_kernel_scale = 1.0'],
       'target_rollouts': ['two_colors.train_eval.target_rollouts = 3'],
+      'fixed_bootstrap': [
+          'two_colors.train_eval.bootstrap_entropy_weight = 0.0'],
   }
   for name, bindings in options.items():
     got = _run_with_bindings(str(tmp_path / name), bindings)
