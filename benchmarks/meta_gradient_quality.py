@@ -355,34 +355,52 @@ def cosines_over_moments(table, estimators, reference):
 
 
 def _plot(summary, path):
+  """Left: each estimator's push on the weight per moment. Right: cosine of
+  its SNR vector over moments with the long-horizon MG (bars: MG(23) or the
+  longest listed; dots: its own MG(K+L))."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   clips = list(summary['results'])
   moments = summary['moments']
   names = summary['estimators']
-  fig, axes = plt.subplots(len(clips), 2, figsize=(14, 4 * len(clips)),
-                           squeeze=False)
+  fig, axes = plt.subplots(len(clips), 2, figsize=(15, 4.2 * len(clips)),
+                           squeeze=False,
+                           gridspec_kw={'width_ratios': [3, 2]})
   width = 0.8 / len(moments)
   for row, clip in enumerate(clips):
     res = summary['results'][clip]
     for j, step in enumerate(moments):
       m = res['per_moment'][str(step)]
       drift = [-m['estimators'][n]['drift'] for n in names]
-      corr = [m['estimators'][n].get('corr_with_reference', np.nan)
-              for n in names]
       x = np.arange(len(names)) + (j - len(moments) / 2 + 0.5) * width
       axes[row, 0].bar(x, drift, width, label=f'{step:,}')
-      axes[row, 1].bar(x, corr, width, label=f'{step:,}')
-    for col, title in ((0, 'push on the weight: -mean/sqrt(mean²+std²) '
-                        '(+ = up)'),
-                       (1, 'per-sample corr. with MG(K+L)')):
-      ax = axes[row, col]
+    ax = axes[row, 0]
+    ax.axhline(0, color='k', lw=0.5)
+    ax.set_xticks(np.arange(len(names)))
+    ax.set_xticklabels(names, rotation=45, fontsize=8)
+    ax.set_title('push on the entropy weight, -mean/sqrt(mean²+std²) '
+                 f'(+ = up); inner clip {clip}', fontsize=9)
+    ax.legend(fontsize=7, title='moment (env steps)')
+    cos = res['cosines']
+    if cos:
+      longest = max(cos, key=lambda r: parse_estimator(r)[1])
+      ax = axes[row, 1]
+      ax.bar(np.arange(len(names)), [cos[longest].get(n) or 0.0
+                                     for n in names], color='tab:gray',
+             label=f'vs {longest}')
+      own = [(i, cos[reference_of(n)][n]) for i, n in enumerate(names)
+             if reference_of(n) in cos]
+      if own:
+        ax.scatter(*zip(*own), color='tab:red', zorder=3,
+                   label='vs its own MG(K+L)')
       ax.axhline(0, color='k', lw=0.5)
+      ax.set_ylim(-1.05, 1.05)
       ax.set_xticks(np.arange(len(names)))
       ax.set_xticklabels(names, rotation=45, fontsize=8)
-      ax.set_title(f'{title}; inner clip {clip}', fontsize=9)
-    axes[row, 0].legend(fontsize=7, title='moment (env steps)')
+      ax.set_title(f'cosine with the long-horizon MG over moments; inner '
+                   f'clip {clip}', fontsize=9)
+      ax.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
@@ -440,6 +458,8 @@ def main():
                       help='the run the moments come from')
   parser.add_argument('--gin_bindings', action='append', default=[])
   parser.add_argument('--xla', action='store_true')
+  parser.add_argument('--replot', action='store_true',
+                      help='only redraw the PNG and markdown from the JSON')
   parser.add_argument('--out', default=os.path.join(
       REPO, 'results', 'meta_gradient_quality'))
   args = parser.parse_args()
@@ -457,6 +477,13 @@ def main():
     parser.error('--moments: positive env-step counts required')
   if args.samples < 2 or args.repeats < 1:
     parser.error('--samples must be >= 2 and --repeats >= 1')
+  if args.replot:
+    with open(os.path.join(args.out, 'meta_gradient_quality.json')) as f:
+      summary = json.load(f)
+    with open(os.path.join(args.out, 'meta_gradient_quality.md'), 'w') as f:
+      f.write(_markdown(summary) + '\n')
+    _plot(summary, os.path.join(args.out, 'meta_gradient_quality.png'))
+    return
   # Each BMG estimator's reference MG(K+L) is computed when listed.
   refs = {e: reference_of(e) for e in estimators}
   os.makedirs(args.out, exist_ok=True)

@@ -65,6 +65,29 @@ VARIANTS = {
         f"{P}context_transform = 'running_tanh'",
         f'{P}meta_output_kernel_scale = 1.0',
         f'{P}meta_learning_rate = 1e-3']),
+    # The bootstrap under a fixed rule (entropy weight 0 or 0.1): the target
+    # no longer contains the meta-learned weight's own effect.
+    'bmg_fixboot': ('ac_bmg.gin', [f'{P}bootstrap_entropy_weight = 0.0']),
+    'bmg_fixboot0.1': ('ac_bmg.gin', [f'{P}bootstrap_entropy_weight = 0.1']),
+    # Control: the same learner with (practically) no meta-learning, to
+    # tell a meta-learning gain from the changed bootstrap steps, which are
+    # 8 of the learner's 15 updates per meta-step with continue_from K+L-1.
+    'bmg_fixboot_nometa': ('ac_bmg.gin', [
+        f'{P}bootstrap_entropy_weight = 0.0',
+        f'{P}meta_learning_rate = 1e-12']),
+    'bmg_fixboot_running_rand': ('ac_bmg.gin', [
+        f'{P}bootstrap_entropy_weight = 0.0',
+        f"{P}context_transform = 'running_tanh'",
+        f'{P}meta_output_kernel_scale = 1.0']),
+    'bmg_L4': ('ac_bmg.gin', [f'{P}l_steps = 4']),
+    'bmg_fixboot_lr1e-3': ('ac_bmg.gin', [
+        f'{P}bootstrap_entropy_weight = 0.0',
+        f'{P}meta_learning_rate = 1e-3']),
+    'bmg_fixboot_running_rand_lr1e-3': ('ac_bmg.gin', [
+        f'{P}bootstrap_entropy_weight = 0.0',
+        f"{P}context_transform = 'running_tanh'",
+        f'{P}meta_output_kernel_scale = 1.0',
+        f'{P}meta_learning_rate = 1e-3']),
     'mg_running_rand': ('ac_mg.gin', [
         f"{P}context_transform = 'running_tanh'",
         f'{P}meta_output_kernel_scale = 1.0']),
