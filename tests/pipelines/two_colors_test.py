@@ -316,6 +316,13 @@ def test_fidelity_options_are_bindings_that_take_effect(tmp_path):
     assert any(differs), name
     if name == 'running':
       assert any('running_mean' in k for k in got), sorted(got)[:5]
+    if name == 'tanh':
+      # The scale of the fixed squashing is a binding too.
+      scaled = _run_with_bindings(
+          str(tmp_path / 'tanh_scale'),
+          bindings + ['two_colors.train_eval.context_scale = 0.5'])
+      assert any(not np.allclose(scaled[n], got[n], rtol=0, atol=1e-9)
+                 for n in names)
     if name == 'target_rollouts':
       # 2 more rollouts per meta-step: fewer meta-steps for the budget.
       step = 'learner/train_step_counter/.ATTRIBUTES/VARIABLE_VALUE'
