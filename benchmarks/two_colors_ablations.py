@@ -80,6 +80,14 @@ VARIANTS = {
         f"{P}context_transform = 'running_tanh'",
         f'{P}meta_output_kernel_scale = 1.0']),
     'bmg_L4': ('ac_bmg.gin', [f'{P}l_steps = 4']),
+    # The target step on MG's outer objective (entropy bonus 0.12), with
+    # the fixed-rule bootstrap at 0 or at MG's 0.12.
+    'bmg_fixboot_outer0.12': ('ac_bmg.gin', [
+        f'{P}bootstrap_entropy_weight = 0.0',
+        f'{P}outer_entropy_weight = 0.12']),
+    'bmg_fixboot0.12_outer0.12': ('ac_bmg.gin', [
+        f'{P}bootstrap_entropy_weight = 0.12',
+        f'{P}outer_entropy_weight = 0.12']),
     'bmg_fixboot_lr1e-3': ('ac_bmg.gin', [
         f'{P}bootstrap_entropy_weight = 0.0',
         f'{P}meta_learning_rate = 1e-3']),
