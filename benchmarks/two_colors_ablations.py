@@ -75,6 +75,9 @@ VARIANTS = {
     'bmg_fixboot_nometa': ('ac_bmg.gin', [
         f'{P}bootstrap_entropy_weight = 0.0',
         f'{P}meta_learning_rate = 1e-12']),
+    'bmg_fixboot0.1_nometa': ('ac_bmg.gin', [
+        f'{P}bootstrap_entropy_weight = 0.1',
+        f'{P}meta_learning_rate = 1e-12']),
     'bmg_fixboot_running_rand': ('ac_bmg.gin', [
         f'{P}bootstrap_entropy_weight = 0.0',
         f"{P}context_transform = 'running_tanh'",
@@ -90,6 +93,11 @@ VARIANTS = {
         f'{P}outer_entropy_weight = 0.12']),
     'bmg_fixboot_lr1e-3': ('ac_bmg.gin', [
         f'{P}bootstrap_entropy_weight = 0.0',
+        f'{P}meta_learning_rate = 1e-3']),
+    'bmg_fixboot0.1_running_rand_lr1e-3': ('ac_bmg.gin', [
+        f'{P}bootstrap_entropy_weight = 0.1',
+        f"{P}context_transform = 'running_tanh'",
+        f'{P}meta_output_kernel_scale = 1.0',
         f'{P}meta_learning_rate = 1e-3']),
     'bmg_fixboot_running_rand_lr1e-3': ('ac_bmg.gin', [
         f'{P}bootstrap_entropy_weight = 0.0',

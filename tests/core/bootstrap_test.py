@@ -105,6 +105,22 @@ def _x_k(params, batches, meta, objectives, k, inner_opt=None):
   return _run(config, params, batches, meta, objectives, inner_opt).params
 
 
+def _param_l2_meta_grads_by_fd(result, params, batches, meta, objectives,
+                                k):
+  """Central differences of 0.5 ||x~ - x_K(w)||^2 w.r.t. the meta-variables.
+
+  The target x~ is `result.target`, a constant computed once at the
+  unperturbed w.
+  """
+  target = [t.numpy() for t in result.target]
+
+  def bmg_loss():
+    x_k = _x_k(params, batches, meta, objectives, k)
+    return sum(0.5 * np.sum((t - x.numpy())**2) for t, x in zip(target, x_k))
+
+  return _central_differences(bmg_loss, meta.trainable_variables)
+
+
 class EngineFiniteDifferenceTest(parameterized.TestCase, tf.test.TestCase):
 
   @parameterized.parameters(1, 3)
@@ -132,15 +148,8 @@ class EngineFiniteDifferenceTest(parameterized.TestCase, tf.test.TestCase):
     config = bootstrap.BootstrapConfig(method='bmg', k_steps=k, l_steps=l,
                                        matching={'param_l2': 1.0})
     result = _run(config, params, batches, meta, objectives)
-    # The target is a constant: computed once, at the unperturbed w.
-    target = [t.numpy() for t in result.target]
-
-    def bmg_loss():
-      x_k = _x_k(params, batches, meta, objectives, k)
-      return sum(0.5 * np.sum((t - x.numpy())**2)
-                 for t, x in zip(target, x_k))
-
-    expected = _central_differences(bmg_loss, meta.trainable_variables)
+    expected = _param_l2_meta_grads_by_fd(result, params, batches, meta,
+                                          objectives, k)
     for got, want in zip(result.meta_grads, expected):
       self.assertAllClose(got, want, rtol=1e-4, atol=1e-9)
       self.assertGreater(np.abs(want).max(), 1e-6)
@@ -198,14 +207,8 @@ class EngineFiniteDifferenceTest(parameterized.TestCase, tf.test.TestCase):
     for got, want in zip(result.target, want_target):
       self.assertAllClose(got, want, rtol=1e-10, atol=1e-12)
     # The meta-gradient is still d mu(target, x_K(w)) / dw with that target.
-    target = [t.numpy() for t in result.target]
-
-    def bmg_loss():
-      x_k = _x_k(params, batches, meta, objectives, k)
-      return sum(0.5 * np.sum((t - xk.numpy())**2)
-                 for t, xk in zip(target, x_k))
-
-    expected = _central_differences(bmg_loss, meta.trainable_variables)
+    expected = _param_l2_meta_grads_by_fd(result, params, batches, meta,
+                                          objectives, k)
     for got, want in zip(result.meta_grads, expected):
       self.assertAllClose(got, want, rtol=1e-4, atol=1e-9)
     # With L > 1 it is a different target from the paper's default.
