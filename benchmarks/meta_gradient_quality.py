@@ -7,9 +7,9 @@ r"""Meta-gradient quality on two-colours: MG(K), BMG(K, L) vs MG(K+L).
 The paper's thesis is that BMG's meta-gradient points closer to a long-horizon
 meta-gradient than the myopic MG(K) one. This script tests that on our task.
 
-1. Moments. It trains the shipped BMG agent (`gin/two_colors/ac_bmg.gin`,
-   one seed) with `bmg-train`, stopping (and resuming) at each of
-   `--moments` env steps, and reads the learner, the meta-network, the reward
+1. Moments. It trains the paper-form BMG agent
+   (`gin/two_colors/ac_bmg_paper.gin`, one seed) with `bmg-train`,
+   stopping (and resuming) at each of `--moments` env steps, and reads the learner, the meta-network, the reward
    context and the env state from the checkpoint there. With flips every
    100k steps, the defaults are mid-phase (150k, 1.05M), just after a flip
    (201k, 1.001M: the context already holds the new rewards, the policy still
@@ -454,7 +454,7 @@ def main():
   parser.add_argument('--clips', default='5.0,none',
                       help="inner/target clip norms to compare ('none')")
   parser.add_argument('--seed', type=int, default=0)
-  parser.add_argument('--gin_file', default='gin/two_colors/ac_bmg.gin',
+  parser.add_argument('--gin_file', default='gin/two_colors/ac_bmg_paper.gin',
                       help='the run the moments come from')
   parser.add_argument('--gin_bindings', action='append', default=[])
   parser.add_argument('--xla', action='store_true')

@@ -16,8 +16,8 @@ the entropy weight at the end, how far it moved (max - min over the logged
 history, mean over seeds), and its response to reward flips: the ratio of
 the mean weight in the 10k steps after each flip to the 10k steps before
 it, against the same ratio at control points half-way between flips (the
-flip-vs-control statistic of the epsilon-Q study). `--plot` adds
-`<out>/entropy_weight.png` and `<out>/reward.png`.
+flip-vs-control statistic of the epsilon-Q study). `--plot=v1,v2` adds
+`<out>/entropy_weight.png` and `<out>/reward.png` for those variants.
 """
 
 import argparse
@@ -37,74 +37,75 @@ VARIANTS = {
     # Baselines as published: fixed weight swept, MG outer entropy 0 / 0.1.
     **{f'fixed_{w}': ('ac_fixed.gin', [f'{P}entropy_weight = {w}'])
        for w in ('0.0', '0.1', '0.2', '0.4', '0.8')},
-    'mg': ('ac_mg.gin', []),
+    'mg': ('ac_mg.gin', [f'{P}outer_entropy_weight = 0.12']),
     'mg_outer0': ('ac_mg.gin', [f'{P}outer_entropy_weight = 0.0']),
     'mg_outer0.1': ('ac_mg.gin', [f'{P}outer_entropy_weight = 0.1']),
     # BMG as shipped before the fidelity work, and single-knob changes.
-    'bmg': ('ac_bmg.gin', []),
-    'bmg_noclip_1step': ('ac_bmg.gin', [f'{P}inner_clip_global_norm = None',
+    'bmg': ('ac_bmg_paper.gin', []),
+    'bmg_noclip_1step': ('ac_bmg_paper.gin', [f'{P}inner_clip_global_norm = None',
                                         f"{P}return_steps = '1_step'"]),
-    'bmg_meta_lr1e-3': ('ac_bmg.gin', [f'{P}meta_learning_rate = 1e-3']),
-    'bmg_meta_eps1e-8': ('ac_bmg.gin', [f'{P}meta_epsilon = 1e-8']),
-    'bmg_fresh': ('ac_bmg.gin', ["BootstrapConfig.match_batch = 'fresh'"]),
-    'bmg_L16': ('ac_bmg.gin', [f'{P}l_steps = 16']),
-    'bmg_K1': ('ac_bmg.gin', [f'{P}k_steps = 1']),
-    'bmg_cont_K': ('ac_bmg.gin', [f"{P}continue_from = 'K'"]),
+    'bmg_meta_lr1e-3': ('ac_bmg_paper.gin', [f'{P}meta_learning_rate = 1e-3']),
+    'bmg_meta_eps1e-8': ('ac_bmg_paper.gin', [f'{P}meta_epsilon = 1e-8']),
+    'bmg_fresh': ('ac_bmg_paper.gin', ["BootstrapConfig.match_batch = 'fresh'"]),
+    'bmg_L16': ('ac_bmg_paper.gin', [f'{P}l_steps = 16']),
+    'bmg_K1': ('ac_bmg_paper.gin', [f'{P}k_steps = 1']),
+    'bmg_cont_K': ('ac_bmg_paper.gin', [f"{P}continue_from = 'K'"]),
     # What the meta-network sees and how it starts.
-    'bmg_tanh': ('ac_bmg.gin', [f"{P}context_transform = 'tanh'"]),
-    'bmg_running': ('ac_bmg.gin', [f"{P}context_transform = 'running_tanh'"]),
-    'bmg_rand': ('ac_bmg.gin', [f'{P}meta_output_kernel_scale = 1.0']),
-    'bmg_running_rand': ('ac_bmg.gin', [
+    'bmg_tanh': ('ac_bmg_paper.gin', [f"{P}context_transform = 'tanh'"]),
+    'bmg_running': ('ac_bmg_paper.gin', [f"{P}context_transform = 'running_tanh'"]),
+    'bmg_rand': ('ac_bmg_paper.gin', [f'{P}meta_output_kernel_scale = 1.0']),
+    'bmg_running_rand': ('ac_bmg_paper.gin', [
         f"{P}context_transform = 'running_tanh'",
         f'{P}meta_output_kernel_scale = 1.0']),
     # The target step's objective: MG's (entropy bonus 0.12) instead of the
     # bare policy-gradient loss; a target on 4 rollouts.
-    'bmg_outer0.12': ('ac_bmg.gin', [f'{P}outer_entropy_weight = 0.12']),
-    'bmg_target4': ('ac_bmg.gin', [f'{P}target_rollouts = 4']),
-    'bmg_running_rand_lr1e-3': ('ac_bmg.gin', [
+    'bmg_outer0.12': ('ac_bmg_paper.gin', [f'{P}outer_entropy_weight = 0.12']),
+    'bmg_target4': ('ac_bmg_paper.gin', [f'{P}target_rollouts = 4']),
+    'bmg_running_rand_lr1e-3': ('ac_bmg_paper.gin', [
         f"{P}context_transform = 'running_tanh'",
         f'{P}meta_output_kernel_scale = 1.0',
         f'{P}meta_learning_rate = 1e-3']),
     # The bootstrap under a fixed rule (entropy weight 0 or 0.1): the target
     # no longer contains the meta-learned weight's own effect.
-    'bmg_fixboot': ('ac_bmg.gin', [f'{P}bootstrap_entropy_weight = 0.0']),
-    'bmg_fixboot0.1': ('ac_bmg.gin', [f'{P}bootstrap_entropy_weight = 0.1']),
+    'bmg_fixboot': ('ac_bmg_paper.gin', [f'{P}bootstrap_entropy_weight = 0.0']),
+    'bmg_fixboot0.1': ('ac_bmg_paper.gin', [f'{P}bootstrap_entropy_weight = 0.1']),
     # Control: the same learner with (practically) no meta-learning, to
     # tell a meta-learning gain from the changed bootstrap steps, which are
     # 8 of the learner's 15 updates per meta-step with continue_from K+L-1.
-    'bmg_fixboot_nometa': ('ac_bmg.gin', [
+    'bmg_fixboot_nometa': ('ac_bmg_paper.gin', [
         f'{P}bootstrap_entropy_weight = 0.0',
         f'{P}meta_learning_rate = 1e-12']),
-    'bmg_fixboot0.1_nometa': ('ac_bmg.gin', [
+    'bmg_fixboot0.1_nometa': ('ac_bmg_paper.gin', [
         f'{P}bootstrap_entropy_weight = 0.1',
         f'{P}meta_learning_rate = 1e-12']),
-    'bmg_fixboot_running_rand': ('ac_bmg.gin', [
+    'bmg_fixboot_running_rand': ('ac_bmg_paper.gin', [
         f'{P}bootstrap_entropy_weight = 0.0',
         f"{P}context_transform = 'running_tanh'",
         f'{P}meta_output_kernel_scale = 1.0']),
-    'bmg_L4': ('ac_bmg.gin', [f'{P}l_steps = 4']),
+    'bmg_L4': ('ac_bmg_paper.gin', [f'{P}l_steps = 4']),
     # The target step on MG's outer objective (entropy bonus 0.12), with
     # the fixed-rule bootstrap at 0 or at MG's 0.12.
-    'bmg_fixboot_outer0.12': ('ac_bmg.gin', [
+    'bmg_fixboot_outer0.12': ('ac_bmg_paper.gin', [
         f'{P}bootstrap_entropy_weight = 0.0',
         f'{P}outer_entropy_weight = 0.12']),
-    'bmg_fixboot0.12_outer0.12': ('ac_bmg.gin', [
+    'bmg_fixboot0.12_outer0.12': ('ac_bmg_paper.gin', [
         f'{P}bootstrap_entropy_weight = 0.12',
         f'{P}outer_entropy_weight = 0.12']),
-    'bmg_fixboot_lr1e-3': ('ac_bmg.gin', [
+    'bmg_fixboot_lr1e-3': ('ac_bmg_paper.gin', [
         f'{P}bootstrap_entropy_weight = 0.0',
         f'{P}meta_learning_rate = 1e-3']),
-    'bmg_fixboot0.1_running_rand_lr1e-3': ('ac_bmg.gin', [
+    'bmg_fixboot0.1_running_rand_lr1e-3': ('ac_bmg_paper.gin', [
         f'{P}bootstrap_entropy_weight = 0.1',
         f"{P}context_transform = 'running_tanh'",
         f'{P}meta_output_kernel_scale = 1.0',
         f'{P}meta_learning_rate = 1e-3']),
-    'bmg_fixboot_running_rand_lr1e-3': ('ac_bmg.gin', [
+    'bmg_fixboot_running_rand_lr1e-3': ('ac_bmg_paper.gin', [
         f'{P}bootstrap_entropy_weight = 0.0',
         f"{P}context_transform = 'running_tanh'",
         f'{P}meta_output_kernel_scale = 1.0',
         f'{P}meta_learning_rate = 1e-3']),
     'mg_running_rand': ('ac_mg.gin', [
+        f'{P}outer_entropy_weight = 0.12',
         f"{P}context_transform = 'running_tanh'",
         f'{P}meta_output_kernel_scale = 1.0']),
 }
@@ -194,7 +195,8 @@ def summarise(result, flip_period):
   if len(steps):
     row['entropy_weight_range'] = float(np.mean(weights.max(1) -
                                                 weights.min(1)))
-    row.update(flip_response(steps, weights, flip_period))
+    if row['entropy_weight_range'] > 0:  # A fixed weight has no response.
+      row.update(flip_response(steps, weights, flip_period))
   return row
 
 
@@ -254,7 +256,8 @@ def main():
   parser.add_argument('--log_every', type=int, default=10_000)
   parser.add_argument('--checkpoint_every', type=int, default=500_000)
   parser.add_argument('--workers', type=int, default=1)
-  parser.add_argument('--plot', action='store_true')
+  parser.add_argument('--plot', default='',
+                      help="comma-separated variants to plot, or 'all'")
   parser.add_argument('--gin_bindings', action='append', default=[])
   parser.add_argument('--out', default=os.path.join(REPO, 'results',
                                                      'ablations'))
@@ -294,7 +297,9 @@ def main():
   with open(os.path.join(args.out, 'ablations.md'), 'w') as f:
     f.write(table + '\n')
   if args.plot:
-    _plots(results, args)
+    shown = (variants if args.plot == 'all' else
+             [v for v in args.plot.split(',') if v])
+    _plots([r for r in results if r['variant'] in shown], args)
   print(table)
 
 
