@@ -21,6 +21,8 @@ import tensorflow as tf
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 BMG_GIN = os.path.join(REPO, 'gin', 'two_colors', 'ac_bmg.gin')
+# Every fidelity option at its default: the base the options are tested on.
+PAPER_GIN = os.path.join(REPO, 'gin', 'two_colors', 'ac_bmg_paper.gin')
 SMALL = [
     'two_colors.train_eval.k_steps = 2',
     'two_colors.train_eval.l_steps = 3',
@@ -280,7 +282,7 @@ def _run_with_bindings(root, bindings):
   gin.clear_config()
   try:
     gin.parse_config_files_and_bindings(
-        [BMG_GIN], SMALL + ['two_colors.train_eval.num_env_steps = 320',
+        [PAPER_GIN], SMALL + ['two_colors.train_eval.num_env_steps = 320',
                             'two_colors.train_eval.export = False',
                             'two_colors.train_eval.log_every = 10000'] +
         list(bindings))
