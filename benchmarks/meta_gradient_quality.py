@@ -305,39 +305,6 @@ class Estimators:
 # --------------------------------------------------------------- statistics
 
 
-def summarise(samples, ref_samples):
-  """Statistics of one estimator's per-sample derivatives (see docstring).
-
-  Samples whose derivative is not finite (a diverged inner unroll) are
-  counted in 'finite_fraction' and left out of the other statistics.
-  """
-  g = np.asarray(samples)
-  ok = np.isfinite(g)
-  if ref_samples is not None:
-    ok &= np.isfinite(np.asarray(ref_samples))
-  finite = float(np.mean(np.isfinite(g)))
-  g = g[ok]
-  if len(g) < 2:
-    return {'mean': float('nan'), 'std': float('nan'), 'se': float('nan'),
-            'snr': float('nan'), 'drift': float('nan'),
-            'push_up_fraction': float('nan'), 'finite_fraction': finite}
-  mean, std = float(g.mean()), float(g.std(ddof=1))
-  out = {
-      'finite_fraction': finite,
-      'mean': mean, 'std': std, 'se': std / np.sqrt(len(g)),
-      'snr': abs(mean) / std if std > 0 else float('inf'),
-      'drift': mean / np.sqrt(mean**2 + std**2) if std > 0 else
-               float(np.sign(mean)),
-      'push_up_fraction': float(np.mean(g < 0)),
-  }
-  if ref_samples is not None:
-    r = np.asarray(ref_samples)[ok]
-    out['corr_with_reference'] = float(np.corrcoef(g, r)[0, 1])
-    out['sign_agrees_with_reference'] = bool(np.sign(mean) ==
-                                             np.sign(r.mean()))
-  return out
-
-
 def cosines_over_moments(table, estimators, reference):
   """Cosine between estimator and reference means across moments.
 
@@ -512,8 +479,8 @@ def main():
       table = {}
       for e in estimators:
         ref = refs[e] if refs[e] in samples else None
-        table[e] = summarise(samples[e],
-                             samples[ref] if ref is not None else None)
+        table[e] = study.sample_stats(
+            samples[e], samples[ref] if ref is not None else None)
         table[e]['reference'] = ref
         table[e]['stats'] = {k: float(np.mean([s[k] for s in stats[e]]))
                              for k in stats[e][0]}

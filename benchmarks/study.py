@@ -11,7 +11,8 @@ import subprocess
 import sys
 import time
 
-__all__ = ['REPO', 'run_cli', 'run_all', 'stats', 'curves']
+__all__ = ['REPO', 'run_cli', 'run_all', 'stats', 'curves', 'flip_response',
+           'sample_stats']
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 
@@ -99,3 +100,87 @@ def curves(runs, key, step_key='env_steps'):
   values = np.array([[row.get(key, np.nan) for row in r['history'][:length]]
                      for r in runs], dtype=float)
   return steps, values
+
+
+def flip_response(steps, values, flip_period, window=10_000):
+  """How a learned hyperparameter responds to reward flips.
+
+  Args:
+    steps: `[T]` env steps of the logged rows.
+    values: `[N, T]` the hyperparameter per seed.
+    flip_period: env steps between flips (flips at multiples of it).
+    window: env steps before and after each point.
+
+  Returns:
+    dict: 'flip_ratio' and 'control_ratio', the medians over (point, seed)
+    of (mean value in the `window` after a point) / (mean in the `window`
+    before it), at the flips and at control points half-way between flips
+    (flips whose after-window is not fully logged are left out), and
+    'flips_up', the fraction of (flip, seed) pairs whose value rose. All
+    None without a complete flip.
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  steps = np.asarray(steps, dtype=float)
+  values = np.asarray(values, dtype=float)
+
+  def ratios(points):
+    out = []
+    for p in points:
+      before = (steps > p - window) & (steps <= p)
+      after = (steps > p) & (steps <= p + window)
+      if before.any() and after.any():
+        out.extend(values[:, after].mean(1) / values[:, before].mean(1))
+    return np.array(out)
+
+  last = steps.max() if len(steps) else 0
+  flips = np.arange(flip_period, last - window + 1, flip_period)
+  flip = ratios(flips)
+  if not len(flip):
+    return {'flip_ratio': None, 'control_ratio': None, 'flips_up': None}
+  control = ratios(flips - flip_period // 2)
+  return {'flip_ratio': float(np.median(flip)),
+          'control_ratio': float(np.median(control)),
+          'flips_up': float(np.mean(flip > 1.0))}
+
+
+def sample_stats(samples, reference=None):
+  """Statistics of per-sample estimates of one scalar (a meta-gradient).
+
+  Args:
+    samples: `[S]` floats; non-finite entries (a diverged sample) are
+      counted in 'finite_fraction' and left out of the rest.
+    reference: optional `[S]` paired samples of a reference estimator.
+
+  Returns:
+    dict: 'mean', 'std' (sample), 'se', 'snr' (|mean| / std), 'drift'
+    (mean / sqrt(mean^2 + std^2): what Adam's normalised step m / sqrt(v)
+    tends to for this stream), 'push_up_fraction' (fraction of negative
+    samples: a descent step raises the value), 'finite_fraction'; with a
+    reference, 'corr_with_reference' and 'sign_agrees_with_reference'.
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  g = np.asarray(samples, dtype=float)
+  ok = np.isfinite(g)
+  if reference is not None:
+    ok &= np.isfinite(np.asarray(reference, dtype=float))
+  finite = float(np.mean(np.isfinite(g)))
+  g = g[ok]
+  nan = float('nan')
+  if len(g) < 2:
+    return {'mean': nan, 'std': nan, 'se': nan, 'snr': nan, 'drift': nan,
+            'push_up_fraction': nan, 'finite_fraction': finite}
+  mean, std = float(g.mean()), float(g.std(ddof=1))
+  out = {
+      'finite_fraction': finite,
+      'mean': mean, 'std': std, 'se': std / np.sqrt(len(g)),
+      'snr': abs(mean) / std if std > 0 else float('inf'),
+      'drift': (mean / np.sqrt(mean**2 + std**2) if std > 0 else
+                float(np.sign(mean))),
+      'push_up_fraction': float(np.mean(g < 0)),
+  }
+  if reference is not None:
+    r = np.asarray(reference, dtype=float)[ok]
+    out['corr_with_reference'] = float(np.corrcoef(g, r)[0, 1])
+    out['sign_agrees_with_reference'] = bool(np.sign(mean) ==
+                                             np.sign(r.mean()))
+  return out

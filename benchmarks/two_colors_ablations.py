@@ -145,41 +145,6 @@ def per_seed_curve(result, key):
                           for i in range(n)], dtype=float)
 
 
-def flip_response(steps, weights, flip_period, window=10_000):
-  """Mean over seeds of (after / before) weight ratios at flips and controls.
-
-  Args:
-    steps: `[T]` env steps of the logged rows.
-    weights: `[N, T]` entropy weight per seed.
-    flip_period: env steps between flips.
-    window: env steps before and after each point.
-
-  Returns:
-    dict: 'flip_ratio' and 'control_ratio' (medians over points and seeds)
-    and 'flips_up' (fraction of (flip, seed) pairs where the weight rose).
-  """
-  import numpy as np  # pylint: disable=g-import-not-at-top
-
-  def ratios(points):
-    out = []
-    for p in points:
-      before = (steps > p - window) & (steps <= p)
-      after = (steps > p) & (steps <= p + window)
-      if before.any() and after.any():
-        out.extend(weights[:, after].mean(1) / weights[:, before].mean(1))
-    return np.array(out)
-
-  last = steps.max() if len(steps) else 0
-  flips = np.arange(flip_period, last - window, flip_period)
-  flip = ratios(flips)
-  control = ratios(flips - flip_period // 2)
-  if not len(flip):
-    return {'flip_ratio': None, 'control_ratio': None, 'flips_up': None}
-  return {'flip_ratio': float(np.median(flip)),
-          'control_ratio': float(np.median(control)),
-          'flips_up': float(np.mean(flip > 1.0))}
-
-
 def summarise(result, flip_period):
   """The table row of one finished variant run."""
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -196,7 +161,7 @@ def summarise(result, flip_period):
     row['entropy_weight_range'] = float(np.mean(weights.max(1) -
                                                 weights.min(1)))
     if row['entropy_weight_range'] > 0:  # A fixed weight has no response.
-      row.update(flip_response(steps, weights, flip_period))
+      row.update(study.flip_response(steps, weights, flip_period))
   return row
 
 

@@ -1,0 +1,57 @@
+"""The statistics of the study scripts (benchmarks/study.py), on cases whose
+answers are known in closed form."""
+
+import math
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..',
+                                'benchmarks'))
+import study  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def test_flip_response_sees_a_jump_after_each_flip_and_not_between():
+  steps = np.arange(1_000, 400_001, 1_000)
+  base = np.full(len(steps), 0.1)
+  # Seed 0 doubles for 10k steps after each flip; seed 1 never moves.
+  jump = base.copy()
+  for flip in (100_000, 200_000, 300_000):
+    jump[(steps > flip) & (steps <= flip + 10_000)] = 0.2
+  got = study.flip_response(steps, np.stack([jump, base]), 100_000)
+  # Flips at 100k, 200k, 300k (400k has no logged after-window): ratios 2,
+  # 2, 2 (seed 0) and 1, 1, 1 (seed 1).
+  assert got['flip_ratio'] == pytest.approx(1.5)
+  assert got['control_ratio'] == pytest.approx(1.0)
+  assert got['flips_up'] == pytest.approx(0.5)
+
+
+def test_flip_response_without_a_complete_flip():
+  steps = np.arange(1_000, 50_001, 1_000)
+  got = study.flip_response(steps, np.ones((2, len(steps))), 100_000)
+  assert got == {'flip_ratio': None, 'control_ratio': None, 'flips_up': None}
+
+
+def test_sample_stats_closed_form():
+  samples = np.array([-3.0, -1.0, 1.0, -1.0])  # mean -1, sample std 1.633
+  ref = np.array([-6.0, -2.0, 2.0, -2.0])      # 2 x samples: corr 1
+  got = study.sample_stats(samples, ref)
+  std = math.sqrt(8.0 / 3.0)
+  assert got['mean'] == pytest.approx(-1.0)
+  assert got['std'] == pytest.approx(std)
+  assert got['se'] == pytest.approx(std / 2.0)
+  assert got['snr'] == pytest.approx(1.0 / std)
+  assert got['drift'] == pytest.approx(-1.0 / math.sqrt(1.0 + std**2))
+  assert got['push_up_fraction'] == pytest.approx(0.75)
+  assert got['corr_with_reference'] == pytest.approx(1.0)
+  assert got['sign_agrees_with_reference'] is True
+  assert got['finite_fraction'] == 1.0
+
+
+def test_sample_stats_leaves_out_diverged_samples():
+  got = study.sample_stats([1.0, float('nan'), 3.0, float('inf')])
+  assert got['finite_fraction'] == pytest.approx(0.5)
+  assert got['mean'] == pytest.approx(2.0)
+  assert math.isnan(study.sample_stats([float('nan'), 1.0])['mean'])
