@@ -50,6 +50,9 @@ VARIANTS = {
     'bmg_L16': ('ac_bmg_paper.gin', [f'{P}l_steps = 16']),
     'bmg_K1': ('ac_bmg_paper.gin', [f'{P}k_steps = 1']),
     'bmg_cont_K': ('ac_bmg_paper.gin', [f"{P}continue_from = 'K'"]),
+    'bmg_mean': ('ac_bmg_paper.gin', [f"{P}reduction = 'mean'"]),
+    'bmg_target_lr0.01': ('ac_bmg_paper.gin', [
+        f'{P}target_learning_rate = 0.01']),
     # What the meta-network sees and how it starts.
     'bmg_tanh': ('ac_bmg_paper.gin', [f"{P}context_transform = 'tanh'"]),
     'bmg_running': ('ac_bmg_paper.gin', [f"{P}context_transform = 'running_tanh'"]),
