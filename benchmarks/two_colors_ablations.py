@@ -44,6 +44,17 @@ VARIANTS = {
     'bmg': ('ac_bmg_paper.gin', []),
     'bmg_noclip_1step': ('ac_bmg_paper.gin', [f'{P}inner_clip_global_norm = None',
                                         f"{P}return_steps = '1_step'"]),
+    # The public PyTorch port's learner (1-step TD, no clip) for the
+    # baselines too, so that BMG is compared on the same learner.
+    'fixed_0.3_noclip_1step': ('ac_fixed.gin', [
+        f'{P}entropy_weight = 0.3', f'{P}inner_clip_global_norm = None',
+        f"{P}return_steps = '1_step'"]),
+    'fixed_0.2_noclip_1step': ('ac_fixed.gin', [
+        f'{P}entropy_weight = 0.2', f'{P}inner_clip_global_norm = None',
+        f"{P}return_steps = '1_step'"]),
+    'mg_outer0_noclip_1step': ('ac_mg.gin', [
+        f'{P}outer_entropy_weight = 0.0', f'{P}inner_clip_global_norm = None',
+        f"{P}return_steps = '1_step'"]),
     'bmg_meta_lr1e-3': ('ac_bmg_paper.gin', [f'{P}meta_learning_rate = 1e-3']),
     'bmg_meta_eps1e-8': ('ac_bmg_paper.gin', [f'{P}meta_epsilon = 1e-8']),
     'bmg_fresh': ('ac_bmg_paper.gin', ["BootstrapConfig.match_batch = 'fresh'"]),
@@ -129,7 +140,10 @@ def _bindings(variant, args):
 def _run_one(variant, _, args):
   gin_file, bindings = _bindings(variant, args)
   root = os.path.join(args.out, 'runs', variant)
-  result, _ = study.run_cli(gin_file, root, bindings, args.steps)
+  try:
+    result, _ = study.run_cli(gin_file, root, bindings, args.steps)
+  except RuntimeError as e:  # E.g. diverged: reported, the others go on.
+    return {'variant': variant, 'failed': str(e)}
   result['variant'] = variant
   return result
 
@@ -246,9 +260,10 @@ def main():
       [(v, 0) for v in variants], lambda v, s: _run_one(v, s, args),
       args.workers,
       lambda v, s, r: (f'{v}: reward/step per seed '
-                       f'{r.get("reward_per_step_per_seed")}'))
+                       f'{r.get("reward_per_step_per_seed", r.get("failed"))}'))
   order = {v: i for i, v in enumerate(variants)}
   results.sort(key=lambda r: order[r['variant']])
+  plotted = [r for r in results if 'failed' not in r]
   # Merge with variants finished earlier into the same --out.
   path = os.path.join(args.out, 'ablations.json')
   rows = {}
@@ -256,6 +271,9 @@ def main():
     with open(path) as f:
       rows = {r['variant']: r for r in json.load(f)['rows']}
   for result in results:
+    if 'failed' in result:
+      print(f'{result["variant"]}: FAILED: {result["failed"]}')
+      continue
     rows[result['variant']] = summarise(result, args.flip_period)
   rows = [rows[v] for v in VARIANTS if v in rows]
   with open(path, 'w') as f:
@@ -267,7 +285,7 @@ def main():
   if args.plot:
     shown = (variants if args.plot == 'all' else
              [v for v in args.plot.split(',') if v])
-    _plots([r for r in results if r['variant'] in shown], args)
+    _plots([r for r in plotted if r['variant'] in shown], args)
   print(table)
 
 
