@@ -16,7 +16,7 @@ Times, for 240 env steps (one BMG K=7 L=9 meta-step's worth) with the
   K+L-1, no clipping) on 16 given rollouts of 16 steps: the learning alone,
   without the env or the driver;
 * `meta_step_clip5`: the same with the inner and target gradients clipped
-  to global norm 5, differentiably, as `gin/two_colors/ac_bmg.gin` does;
+  to global norm 5, differentiably, as `gin/two_colors/ac_bmg_paper.gin` does;
 * `meta_step_scalar`: `meta_step` with a single sigmoid-logit entropy
   weight (`two_colors.train_eval.contextual=False`) instead of the
   contextual MLP.

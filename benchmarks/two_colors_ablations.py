@@ -49,6 +49,9 @@ VARIANTS = {
     'fixed_0.3_noclip_1step': ('ac_fixed.gin', [
         f'{P}entropy_weight = 0.3', f'{P}inner_clip_global_norm = None',
         f"{P}return_steps = '1_step'"]),
+    'fixed_0.1_noclip_1step': ('ac_fixed.gin', [
+        f'{P}entropy_weight = 0.1', f'{P}inner_clip_global_norm = None',
+        f"{P}return_steps = '1_step'"]),
     'fixed_0.2_noclip_1step': ('ac_fixed.gin', [
         f'{P}entropy_weight = 0.2', f'{P}inner_clip_global_norm = None',
         f"{P}return_steps = '1_step'"]),
