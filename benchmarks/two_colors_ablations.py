@@ -55,6 +55,9 @@ VARIANTS = {
     'fixed_0.2_noclip_1step': ('ac_fixed.gin', [
         f'{P}entropy_weight = 0.2', f'{P}inner_clip_global_norm = None',
         f"{P}return_steps = '1_step'"]),
+    'mg_outer0.12_noclip_1step': ('ac_mg.gin', [
+        f'{P}outer_entropy_weight = 0.12', f'{P}inner_clip_global_norm = None',
+        f"{P}return_steps = '1_step'"]),
     'mg_outer0_noclip_1step': ('ac_mg.gin', [
         f'{P}outer_entropy_weight = 0.0', f'{P}inner_clip_global_norm = None',
         f"{P}return_steps = '1_step'"]),
