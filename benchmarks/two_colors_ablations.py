@@ -58,6 +58,9 @@ VARIANTS = {
     'mg_outer0.12_noclip_1step': ('ac_mg.gin', [
         f'{P}outer_entropy_weight = 0.12', f'{P}inner_clip_global_norm = None',
         f"{P}return_steps = '1_step'"]),
+    'mg_outer0.1_noclip_1step': ('ac_mg.gin', [
+        f'{P}outer_entropy_weight = 0.1', f'{P}inner_clip_global_norm = None',
+        f"{P}return_steps = '1_step'"]),
     'mg_outer0_noclip_1step': ('ac_mg.gin', [
         f'{P}outer_entropy_weight = 0.0', f'{P}inner_clip_global_norm = None',
         f"{P}return_steps = '1_step'"]),
