@@ -24,8 +24,8 @@ $(STAMP): requirements/lock.txt setup.py
 RUN_STEPS ?= 600000
 run: install
 	$(BIN)/bmg-train --gin_file=gin/two_colors/ac_bmg.gin --root_dir=runs/two_colors_ac_bmg \
-	  --gin_bindings='two_colors.train_eval.num_env_steps=$(RUN_STEPS)' \
-	  --gin_bindings='two_colors.train_eval.log_every=100000'
+	  --gin_bindings='two_colors.build.num_env_steps=$(RUN_STEPS)' \
+	  --gin_bindings='two_colors.build.log_every=100000'
 
 test: install
 	$(BIN)/python -m pytest -n auto

@@ -153,11 +153,11 @@ def train_moments(args):
         moments[step] = f['state'].item()
       continue
     bindings = [
-        f'two_colors.train_eval.num_env_steps = {step}',
-        f'two_colors.train_eval.seed = {args.seed}',
-        'two_colors.train_eval.log_every = 50000',
-        'two_colors.train_eval.checkpoint_every = 100000000',
-        'two_colors.train_eval.export = False',
+        f'two_colors.build.num_env_steps = {step}',
+        f'two_colors.build.seed = {args.seed}',
+        'two_colors.build.log_every = 50000',
+        'two_colors.build.checkpoint_every = 100000000',
+        'two_colors.build.export = False',
     ] + list(args.gin_bindings)
     start = time.time()
     study.run_cli(os.path.join(REPO, args.gin_file), root, bindings, step)

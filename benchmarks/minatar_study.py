@@ -68,13 +68,13 @@ def _run_one(method, seed, args):
   """Runs (or resumes, or skips) one run; returns its result.json."""
   root = os.path.join(args.out, 'runs', f'{method}_s{seed}')
   bindings = [
-      f"stacx.train_eval.game = '{args.game}'",
-      f'stacx.train_eval.num_frames = {args.frames}',
-      f'stacx.train_eval.num_envs = {args.num_envs}',
-      f'stacx.train_eval.seed = {seed}',
-      f'stacx.train_eval.log_every = {args.log_every}',
-      f'stacx.train_eval.checkpoint_every = {args.checkpoint_every}',
-      'stacx.train_eval.export = False',
+      f"stacx.build.game = '{args.game}'",
+      f'stacx.build.num_frames = {args.frames}',
+      f'stacx.build.num_envs = {args.num_envs}',
+      f'stacx.build.seed = {seed}',
+      f'stacx.build.log_every = {args.log_every}',
+      f'stacx.build.checkpoint_every = {args.checkpoint_every}',
+      'stacx.build.export = False',
   ] + list(args.gin_bindings)
   result, wall = study.run_cli(
       os.path.join(GIN_DIR, f'stacx_{method}.gin'), root, bindings,

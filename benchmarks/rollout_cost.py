@@ -18,7 +18,7 @@ Times, for 240 env steps (one BMG K=7 L=9 meta-step's worth) with the
 * `meta_step_clip5`: the same with the inner and target gradients clipped
   to global norm 5, differentiably, as `gin/two_colors/ac_bmg_paper.gin` does;
 * `meta_step_scalar`: `meta_step` with a single sigmoid-logit entropy
-  weight (`two_colors.train_eval.contextual=False`) instead of the
+  weight (`two_colors.build.contextual=False`) instead of the
   contextual MLP.
 
 Prints the median of 30 calls after a warm-up, and writes

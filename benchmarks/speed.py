@@ -5,7 +5,7 @@ r"""Speed and memory of the two-colours actor-critic pipeline (issue 5).
     python benchmarks/speed.py --sweeps=memory --k=1,7 --l=1,32
 
 Every measurement is one subprocess running the real pipeline
-(`pipelines.two_colors.train_eval`: in-graph TFTwoColors env, TF-Agents
+(`pipelines.two_colors.build`: in-graph TFTwoColors env, TF-Agents
 driver, the MetaLearner's compiled step), so its peak RSS is clean.
 
 * `speed`: env steps/s for fixed (8 updates per call), MG K=1, MG K=7, BMG
@@ -22,13 +22,13 @@ driver, the MetaLearner's compiled step), so its peak RSS is clean.
   3 meta-steps each, against a 'fixed' reference in the same sweep
   (`delta_mb`).
 * `seeds`: BMG K=7 L=9 with N = `--seeds` independent seeds batched in one
-  graph (`two_colors.train_eval.num_seeds`), XLA on and off, in interleaved
+  graph (`two_colors.build.num_seeds`), XLA on and off, in interleaved
   rounds. Reports the per-seed rate and the aggregate (N x per seed), and
   the aggregate over the single stream's (N=1) measured in the same sweep.
   Each run does about the same total work: `--seeds_steps / N` env steps per
   seed with XLA (a tenth of that without).
 
-* `q`: the epsilon-Q pipeline (`pipelines.two_colors_q.train_eval`, its
+* `q`: the epsilon-Q pipeline (`pipelines.two_colors_q.build`, its
   defaults: replay ratio 0.25, batches of 32 x 9 steps, 2x256 MLP), 'fixed'
   and BMG epsilon, XLA on and off (collection and learner step), in
   interleaved rounds; `--q_steps` env steps with XLA (a third without).

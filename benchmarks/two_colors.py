@@ -34,12 +34,12 @@ METHODS = ('fixed', 'mg', 'bmg')
 def _run_one(method, seed, args):
   root = os.path.join(args.out, 'runs', f'{method}_s{seed}')
   bindings = [
-      f'two_colors.train_eval.num_env_steps = {args.steps}',
-      f'two_colors.train_eval.seed = {seed}',
-      f'two_colors.train_eval.log_every = {args.log_every}',
-      f'two_colors.train_eval.checkpoint_every = {args.checkpoint_every}',
-      f'two_colors.train_eval.flip_period = {args.flip_period}',
-      'two_colors.train_eval.export = False',
+      f'two_colors.build.num_env_steps = {args.steps}',
+      f'two_colors.build.seed = {seed}',
+      f'two_colors.build.log_every = {args.log_every}',
+      f'two_colors.build.checkpoint_every = {args.checkpoint_every}',
+      f'two_colors.build.flip_period = {args.flip_period}',
+      'two_colors.build.export = False',
   ] + list(args.gin_bindings)
   gin_file = os.path.join(REPO, 'gin', 'two_colors', f'ac_{method}.gin')
   result, _ = study.run_cli(gin_file, root, bindings, args.steps)

@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import study  # pylint: disable=g-import-not-at-top
 
 REPO = study.REPO
-P = 'two_colors.train_eval.'
+P = 'two_colors.build.'
 
 # name -> (gin file under gin/two_colors, bindings). Hypotheses in
 # docs/fidelity.md.

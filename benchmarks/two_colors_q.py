@@ -41,7 +41,7 @@ GIN_DIR = os.path.join(REPO, 'gin', 'two_colors')
 # Variant -> (gin file, bindings).
 VARIANTS = {
     f'fixed_{eps}': ('q_fixed_eps.gin',
-                     [f'two_colors_q.train_eval.epsilon = {eps}'])
+                     [f'two_colors_q.build.epsilon = {eps}'])
     for eps in (0.01, 0.1, 0.3)
 }
 VARIANTS['bmg'] = ('q_bmg_eps.gin', [])
@@ -54,12 +54,12 @@ def _run_one(variant, seed, args):
   root = os.path.join(args.out, 'runs', f'{variant}_s{seed}')
   gin_file, extra = VARIANTS[variant]
   bindings = [
-      f'two_colors_q.train_eval.num_env_steps = {args.steps}',
-      f'two_colors_q.train_eval.seed = {seed}',
-      f'two_colors_q.train_eval.log_every = {args.log_every}',
-      f'two_colors_q.train_eval.checkpoint_every = {args.checkpoint_every}',
-      f'two_colors_q.train_eval.flip_period = {args.flip_period}',
-      'two_colors_q.train_eval.export = False',
+      f'two_colors_q.build.num_env_steps = {args.steps}',
+      f'two_colors_q.build.seed = {seed}',
+      f'two_colors_q.build.log_every = {args.log_every}',
+      f'two_colors_q.build.checkpoint_every = {args.checkpoint_every}',
+      f'two_colors_q.build.flip_period = {args.flip_period}',
+      'two_colors_q.build.export = False',
   ] + extra + list(args.gin_bindings)
   result, wall = study.run_cli(os.path.join(GIN_DIR, gin_file), root,
                                bindings, args.steps)

@@ -1,11 +1,11 @@
-"""Pipeline plumbing shared by every experiment: run directory, checkpoints,
-operative gin config, summaries and a progress line.
+"""The run directory of an experiment: checkpoints, operative gin config,
+summaries, history and a progress line.
 
-An experiment's `train_eval` builds its objects, then
+`bmg_tf.experiment.run_experiment` (the one run loop) drives it:
 
     run = training.Run(root_dir, total_steps, learner=..., env=...)
-    start = run.restore()           # resumes from root_dir if possible
-    for ...:
+    run.restore()                   # resumes from root_dir if possible
+    while ...:
       ...
       run.log(step, metrics)        # TensorBoard + progress line
       run.maybe_save(step)          # CheckpointManager
@@ -149,32 +149,6 @@ class Run:
       with open(path) as f:
         return f.read()
     return gin.operative_config_str()
-
-  def export(self, export_fn, export_dir: str,
-             **figures) -> Dict[str, object]:
-    """Exports a restored run without training (`train_eval(export_only=)`).
-
-    Args:
-      export_fn: `(export_dir) -> ...`, writes the SavedModel.
-      export_dir: where to write it.
-      **figures: numbers to return with it (env steps, train step...).
-
-    Returns:
-      {'export_dir': absolute path, 'checkpoint': the one restored,
-      **figures}.
-
-    Raises:
-      RunDirError: if `restore` found no checkpoint.
-    """
-    if self.restored_from is None:
-      raise RunDirError(f'root_dir: no checkpoint to export in '
-                        f'{self.manager.directory}.')
-    export_dir = os.path.abspath(os.path.expanduser(export_dir))
-    export_fn(export_dir)
-    print(f'Exported {self.restored_from} to {export_dir}',
-          file=self._stream, flush=True)
-    return {'export_dir': export_dir, 'checkpoint': self.restored_from,
-            **figures}
 
   def should_log(self, step: int) -> bool:
     """Whether `log(step, ...)` would write (crossed a log multiple)."""

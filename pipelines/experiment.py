@@ -1,14 +1,12 @@
 """The gin root of every run: `run.experiment` names the experiment.
 
-Gin files bind `run.experiment = @<module>.train_eval` and import the
-modules they need. `pipelines/train.py` (the CLI) calls `run`; tests call it
-in-process. It lives apart from the CLI so that a gin file never imports the
-module that defines the absl flags.
-
-Every experiment's `train_eval(root_dir, ..., export_only=None)` also
-exports without training: given `export_only=DIR`, it restores the latest
-checkpoint of `root_dir` and writes its SavedModel to DIR
-(`pipelines/export.py`).
+Gin files bind `run.experiment = @<module>.build` and import the modules
+they need. `build(...)` returns a `bmg_tf.experiment.Experiment`; `run`
+trains it with `run_experiment`, or, given `export_dir`, restores the latest
+checkpoint and exports it with `export_experiment` (no training, no
+training-only objects; `pipelines/export.py`). `pipelines/train.py` (the CLI)
+calls `run`; tests call it in-process. It lives apart from the CLI so that a
+gin file never imports the module that defines the absl flags.
 """
 
 import os
@@ -23,21 +21,24 @@ __all__ = ['run', 'cli_fail', 'cli_run']
 @gin.configurable(denylist=['export_dir'])
 def run(root_dir: str, experiment=gin.REQUIRED,
         export_dir: Optional[str] = None):
-  """Runs `experiment(root_dir=root_dir)`; `experiment` is bound by gin.
+  """Trains (or exports) the experiment that gin binds.
 
   Args:
     root_dir: the run directory.
-    experiment: a `train_eval`-style callable taking `root_dir` and
-      `export_only`.
+    experiment: a pipeline's `build`: `() -> Experiment`, configured by gin.
     export_dir: if set, do not train: export the latest checkpoint of
-      `root_dir` to this directory (`experiment(..., export_only=...)`).
+      `root_dir` to this directory.
 
   Returns:
-    Whatever the experiment returns (a dict of final figures).
+    The run's result dict (`run_experiment`), or the export's
+    (`export_experiment`).
   """
+  # Imported here: the CLIs import this module before TensorFlow is needed.
+  from bmg_tf import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
+  built = experiment()
   if export_dir is not None:
-    return experiment(root_dir=root_dir, export_only=export_dir)
-  return experiment(root_dir=root_dir)
+    return experiment_lib.export_experiment(built, root_dir, export_dir)
+  return experiment_lib.run_experiment(built, root_dir)
 
 
 def cli_fail(prog: str, message) -> None:

@@ -51,8 +51,8 @@ import tensorflow as tf
 from tf_agents.policies import py_tf_eager_policy
 from tf_agents.specs import tensor_spec
 
+from bmg_tf import experiment as experiment_lib
 from bmg_tf import export as export_lib
-from bmg_tf import training
 from bmg_tf.agents import impala
 from bmg_tf.core import bootstrap
 from bmg_tf.core import distribute
@@ -62,7 +62,7 @@ from bmg_tf.core import optimizers
 from bmg_tf.envs import atari
 from bmg_tf.envs import atari_scores
 
-__all__ = ['SUITES', 'train_eval']
+__all__ = ['SUITES', 'build', 'train_eval']
 
 # suite -> (default torso, observation scale).
 SUITES = {'atari': ('nature', 255.0), 'minatar': ('minatar', 1.0)}
@@ -84,48 +84,48 @@ def _frames_per_step(suite: str, env_kwargs: Mapping[str, object]) -> int:
   return 1
 
 
-@gin.configurable(denylist=['export_only'])
-def train_eval(root_dir: str,
-               suite: str = 'minatar',
-               game: str = 'Breakout',
-               method: str = 'bmg',
-               num_frames: int = 5_000_000,
-               num_envs: int = 16,
-               asynchronous: bool = False,
-               env_kwargs: Optional[Mapping[str, object]] = None,
-               unroll_length: int = 20,
-               torso: Optional[str] = None,
-               num_aux_heads: int = 2,
-               learn: Sequence[str] = impala.HPARAMS,
-               hparams: Optional[Mapping[str, float]] = None,
-               aux_hparams: Optional[Mapping[str, float]] = None,
-               outer_hparams: Optional[Mapping[str, float]] = None,
-               reward_clip: Optional[float] = 1.0,
-               k_steps: int = 1,
-               l_steps: int = 4,
-               continue_from: str = 'K+L-1',
-               matching: Optional[Mapping[str, float]] = None,
-               learning_rate: float = 6e-4,
-               rmsprop_rho: float = 0.99,
-               rmsprop_epsilon: float = 0.01,
-               clip_global_norm: Optional[float] = 40.0,
-               target_optimizer: str = 'rmsprop',
-               target_learning_rate: Optional[float] = None,
-               meta_learning_rate: float = 1e-3,
-               meta_epsilon: float = 1e-4,
-               meta_clip_global_norm: Optional[float] = 1.0,
-               strategy: str = 'default',
-               seed: int = 0,
-               jit_compile: bool = False,
-               log_every: int = 100_000,
-               checkpoint_every: int = 1_000_000,
-               export: bool = True,
-               export_only: Optional[str] = None):
-  """Trains the self-tuning IMPALA agent; returns its summary figures.
+@gin.configurable
+def build(suite: str = 'minatar',
+          game: str = 'Breakout',
+          method: str = 'bmg',
+          num_frames: int = 5_000_000,
+          num_envs: int = 16,
+          asynchronous: bool = False,
+          env_kwargs: Optional[Mapping[str, object]] = None,
+          unroll_length: int = 20,
+          torso: Optional[str] = None,
+          num_aux_heads: int = 2,
+          learn: Sequence[str] = impala.HPARAMS,
+          hparams: Optional[Mapping[str, float]] = None,
+          aux_hparams: Optional[Mapping[str, float]] = None,
+          outer_hparams: Optional[Mapping[str, float]] = None,
+          reward_clip: Optional[float] = 1.0,
+          k_steps: int = 1,
+          l_steps: int = 4,
+          continue_from: str = 'K+L-1',
+          matching: Optional[Mapping[str, float]] = None,
+          learning_rate: float = 6e-4,
+          rmsprop_rho: float = 0.99,
+          rmsprop_epsilon: float = 0.01,
+          clip_global_norm: Optional[float] = 40.0,
+          target_optimizer: str = 'rmsprop',
+          target_learning_rate: Optional[float] = None,
+          meta_learning_rate: float = 1e-3,
+          meta_epsilon: float = 1e-4,
+          meta_clip_global_norm: Optional[float] = 1.0,
+          strategy: str = 'default',
+          seed: int = 0,
+          jit_compile: bool = False,
+          log_every: int = 100_000,
+          checkpoint_every: int = 1_000_000,
+          export: bool = True) -> experiment_lib.Experiment:
+  """Builds the self-tuning IMPALA experiment.
+
+  The actors' vector env is created only by the experiment's `train()`
+  (`run_experiment`); `build` reads the specs from one sub-environment
+  (`atari.env_specs`).
 
   Args:
-    root_dir: run directory: checkpoints, summaries, operative config,
-      history and `export/`. Re-running resumes from it.
     suite: 'atari' (ALE via gymnasium, `ALE/<game>-v5`) or 'minatar'.
     game: e.g. 'Pong', 'Breakout' (Atari) or 'Breakout', 'SpaceInvaders'
       (MinAtar).
@@ -172,12 +172,8 @@ def train_eval(root_dir: str,
     log_every: frames between progress lines and summaries.
     checkpoint_every: frames between checkpoints.
     export: write the SavedModel to `root_dir/export` at the end.
-    export_only: if set, do not train: restore the latest checkpoint and
-      write its SavedModel there (not bindable by gin).
-
   Returns:
-    With `export_only`: {'export_dir', 'frames', 'train_step'}. Else a dict:
-    'frames', 'episodes', 'episode_return' (mean over the run's episodes),
+    An `Experiment`. Its run returns a dict: 'frames', 'episodes', 'episode_return' (mean over the run's episodes),
     'hparams' (final main-head values), 'history' (this process's log rows:
     frames, episode_return (window mean; None without episodes), episodes,
     frames_per_sec, the main head's hyperparameters; on Atari also
@@ -200,42 +196,13 @@ def train_eval(root_dir: str,
       raise ValueError(f'{arg}: must be a positive int, got {value!r}.')
   env_kwargs = dict(env_kwargs or {})
   default_torso, obs_scale = SUITES[suite]
-  frames_per_step = _frames_per_step(suite, env_kwargs)
   tf.random.set_seed(seed)
   strat = distribute.make_strategy(strategy)
-
-  env = atari.make_batched_env(suite, game, num_envs=num_envs, seed=seed,
-                               asynchronous=asynchronous, **env_kwargs)
-  try:
-    return _train(**locals())
-  finally:
-    env.close()
-
-
-def _train(root_dir, suite, game, method, num_frames, num_envs, unroll_length,
-           torso, num_aux_heads, learn, hparams, aux_hparams, outer_hparams,
-           reward_clip, k_steps, l_steps, continue_from, matching,
-           learning_rate, rmsprop_rho, rmsprop_epsilon, clip_global_norm,
-           target_optimizer, target_learning_rate, meta_learning_rate,
-           meta_epsilon, meta_clip_global_norm, seed, jit_compile, log_every,
-           checkpoint_every, export, export_only, default_torso, obs_scale,
-           frames_per_step, strat, env, **unused):
-  """The body of `train_eval`, once the env exists (closed by the caller)."""
-  del unused
-  obs_spec = env.observation_spec()
-  num_actions = int(env.action_spec().maximum) - int(
-      env.action_spec().minimum) + 1
-  if method == 'fixed':
-    learn = ()
-    config = bootstrap.BootstrapConfig(method='fixed', k_steps=k_steps)
-  elif method == 'mg':
-    config = bootstrap.BootstrapConfig(method='mg', k_steps=k_steps)
-  else:
-    config = bootstrap.BootstrapConfig(
-        method='bmg', k_steps=k_steps, l_steps=l_steps,
-        matching=dict(matching or {'policy_kl': 1.0}), reduction='mean',
-        continue_from=continue_from)
-
+  time_step_spec, action_spec = atari.env_specs(suite, game, **env_kwargs)
+  obs_spec = time_step_spec.observation
+  num_actions = int(action_spec.maximum) - int(action_spec.minimum) + 1
+  config = _bootstrap_config(method, k_steps, l_steps, matching,
+                             continue_from)
   # IMPALA's sum-loss settings, for the agent's mean losses (docstring).
   transitions = unroll_length * num_envs
 
@@ -255,8 +222,9 @@ def _train(root_dir, suite, game, method, num_frames, num_envs, unroll_length,
         obs_spec.shape, num_actions, torso=torso or default_torso,
         num_aux_heads=num_aux_heads, observation_scale=obs_scale,
         reward_clip=reward_clip, outer_hparams=outer_hparams, seed=seed)
-    meta = impala.make_meta_parameters(num_aux_heads, init=hparams,
-                                       aux_init=aux_hparams, learn=learn)
+    meta = impala.make_meta_parameters(
+        num_aux_heads, init=hparams, aux_init=aux_hparams,
+        learn=() if method == 'fixed' else learn)
     if method == 'bmg':
       target_opt = clipped(
           rmsprop(target_lr) if target_optimizer == 'rmsprop' else
@@ -272,25 +240,14 @@ def _train(root_dir, suite, game, method, num_frames, num_envs, unroll_length,
             clip_global_norm=meta_clip_global_norm),
         jit_compile=jit_compile,
         strategy=strat)
-  time_step_spec = tensor_spec.from_spec(env.time_step_spec())
-  action_spec = tensor_spec.from_spec(env.action_spec())
-  actor = impala.ActorPolicy(time_step_spec, action_spec, agent,
-                             seed=seed + 1)
-  py_actor = py_tf_eager_policy.PyTFEagerPolicy(actor, use_tf_function=True)
   stats = RunStats()
-  unit = 'frames'
-  run = training.Run(root_dir, num_frames, step_unit=unit,
-                     log_every=log_every, checkpoint_every=checkpoint_every,
-                     step_fn=lambda: int(stats.frames), learner=learner,
-                     actor_rng=actor.generator, stats=stats)
-  run.restore()
 
   def scaled_hparams():
     # The values the losses use: each meta-value times its scale.
     return {n: impala.COEF_SCALES[n.split('/')[-1]] * v
             for n, v in meta().items()}
 
-  def export_to(export_dir):
+  def export_to(export_dir, gin_config):
     return export_lib.export_policy(
         export_dir,
         head_fn=lambda obs: agent.logits(agent.params, obs),
@@ -300,27 +257,68 @@ def _train(root_dir, suite, game, method, num_frames, num_envs, unroll_length,
         head='logits',
         meta_fn=scaled_hparams if method != 'fixed' else None,
         train_step=int(learner.train_step_counter.numpy()),
-        gin_config=run.operative_config_text())
+        gin_config=gin_config)
 
-  if export_only is not None:
-    return run.export(export_to, export_only, frames=int(stats.frames),
-                      train_step=int(learner.train_step_counter.numpy()))
+  def make_env():
+    return atari.make_batched_env(suite, game, num_envs=num_envs, seed=seed,
+                                  asynchronous=asynchronous, **env_kwargs)
+
+  def describe(result):
+    return (f'{method.upper()} {suite}/{game}: {result["frames"]} frames, '
+            f'{result["episodes"]} episodes, mean return '
+            f'{result["episode_return"]}')
+
+  return experiment_lib.Experiment(
+      learner=learner, trackables=dict(stats=stats), export_fn=export_to,
+      train=lambda: _loop(make_env, agent, meta, learner, config, stats,
+                          unroll_length, _frames_per_step(suite, env_kwargs),
+                          game if suite == 'atari' else None, seed, describe),
+      progress=lambda: int(stats.frames),
+      total_steps=num_frames, step_unit='frames', step_key='frames',
+      rate_keys={'frames_per_sec': 1}, log_every=log_every,
+      checkpoint_every=checkpoint_every, export=export,
+      info={'method': method, 'suite': suite, 'game': game, 'seed': seed},
+      final_check=lambda result: (
+          None if all(math.isfinite(v) for v in result['hparams'].values())
+          else 'training diverged: non-finite hyperparameters.'))
+
+
+train_eval = experiment_lib.trainer(build)
+
+
+def _bootstrap_config(method, k_steps, l_steps, matching, continue_from):
+  """The engine's `BootstrapConfig` (for 'fixed', K updates per call)."""
+  if method == 'bmg':
+    return bootstrap.BootstrapConfig(
+        method='bmg', k_steps=k_steps, l_steps=l_steps,
+        matching=dict(matching or {'policy_kl': 1.0}), reduction='mean',
+        continue_from=continue_from)
+  return bootstrap.BootstrapConfig(method=method, k_steps=k_steps)
+
+
+def _loop(make_env, agent, meta, learner, config, stats, unroll_length,
+          frames_per_step, atari_game, seed, describe):
+  """Actors and the learner alternating (module docstring)."""
+  env = make_env()
+  actor = impala.ActorPolicy(tensor_spec.from_spec(env.time_step_spec()),
+                             tensor_spec.from_spec(env.action_spec()), agent,
+                             seed=seed + 1)
+  py_actor = py_tf_eager_policy.PyTFEagerPolicy(actor, use_tf_function=True)
+  num_envs = env.batch_size
+  state = {'time_step': None, 'cache': None}
+  episode_window = []
 
   def hparams_now():
     values = meta()
     return {n: float(impala.COEF_SCALES[n] * values[n])
             for n in impala.HPARAMS}
 
-  time_step = env.reset()
-  episode_window = []
-
   def collect():
-    nonlocal time_step
-    steps, actions, logits = [time_step], [], []
+    steps, actions, logits = [state['time_step']], [], []
     for _ in range(unroll_length):
-      action_step = py_actor.action(time_step)
-      time_step = env.step(action_step.action)
-      steps.append(time_step)
+      action_step = py_actor.action(state['time_step'])
+      state['time_step'] = env.step(action_step.action)
+      steps.append(state['time_step'])
       actions.append(action_step.action)
       logits.append(action_step.info['logits'])
     finished = env.pop_episode_stats()
@@ -331,60 +329,40 @@ def _train(root_dir, suite, game, method, num_frames, num_envs, unroll_length,
     stats.return_sum.assign_add(sum(r for r, _ in finished))
     return impala.batch_from_time_steps(steps, actions, logits)
 
-  reuse = method != 'fixed'
-  cache = None
-  history = []
-  frames = int(stats.frames)
-  while frames < num_frames:
+  def begin():
+    state['time_step'] = env.reset()
+
+  def iterate():
+    cache = state['cache']
     need = config.batches_per_step - (1 if cache is not None else 0)
     batches = ([cache] if cache is not None else []) + [
         collect() for _ in range(need)]
     stacked = {k: np.stack([b[k] for b in batches]) for k in batches[0]}
     metrics = learner.step(stacked)
-    cache = batches[-1] if reuse else None
-    frames = int(stats.frames)
-    if run.should_log(frames):
-      window = {
-          'episode_return': (float(np.mean(episode_window))
-                             if episode_window else math.nan),
-          'episodes': float(len(episode_window)),
-      }
-      episode_window.clear()
-      if suite == 'atari' and not math.isnan(window['episode_return']):
-        window['human_normalized_return'] = (
-            atari_scores.human_normalized_score(game,
-                                                window['episode_return']))
-      now = hparams_now()
-      values = run.log(frames, {**metrics, **window,
-                                **{f'hparams/{k}': v for k, v in now.items()}})
-      if values is not None:
-        row = {'frames': frames, **window, **now}
-        if 'steps_per_sec' in values:
-          row['frames_per_sec'] = values['steps_per_sec']
-        history.append(
-            {k: (None if isinstance(v, float) and math.isnan(v) else v)
-             for k, v in row.items()})
-        run.record({k: v for k, v in row.items()
-                    if not (isinstance(v, float) and math.isnan(v))})
-    run.maybe_save(frames)
-  run.finish(frames)
-  episodes = int(stats.episodes)
-  result = {
-      'frames': frames,
-      'episodes': episodes,
-      'episode_return': (float(stats.return_sum) / episodes
-                         if episodes else None),
-      'hparams': hparams_now(),
-      'history': history,
-  }
-  run.write_result({**result, 'history': run.history('frames'),
-                    'method': method, 'suite': suite, 'game': game,
-                    'seed': seed})
-  if export:
-    export_to(os.path.join(run.root_dir, 'export'))
-  print(f'{method.upper()} {suite}/{game}: {frames} frames, {episodes} '
-        f'episodes, mean return {result["episode_return"]}', flush=True)
-  for v in hparams_now().values():
-    if not math.isfinite(v):
-      raise ValueError('training diverged: non-finite hyperparameters.')
-  return result
+    state['cache'] = batches[-1] if config.method != 'fixed' else None
+    return metrics
+
+  def window(metrics):
+    ret = float(np.mean(episode_window)) if episode_window else math.nan
+    row = {'episode_return': ret, 'episodes': float(len(episode_window))}
+    episode_window.clear()
+    if atari_game is not None and not math.isnan(ret):
+      row['human_normalized_return'] = (
+          atari_scores.human_normalized_score(atari_game, ret))
+    now = hparams_now()
+    scalars = {**metrics, **row, **{f'hparams/{k}': v for k, v in now.items()}}
+    row = {k: (None if isinstance(v, float) and math.isnan(v) else v)
+           for k, v in {**row, **now}.items()}
+    return scalars, row
+
+  def summary():
+    episodes = int(stats.episodes)
+    return {'frames': int(stats.frames), 'episodes': episodes,
+            'episode_return': (float(stats.return_sum) / episodes
+                               if episodes else None),
+            'hparams': hparams_now()}
+
+  return experiment_lib.Loop(
+      iterate=iterate, window=window, summary=summary, describe=describe,
+      trackables=dict(actor_rng=actor.generator), begin=begin,
+      close=env.close)

@@ -21,15 +21,15 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from bmg_tf import experiment as experiment_lib
 from bmg_tf import export as export_lib
-from bmg_tf import training
 from bmg_tf.core import bootstrap
 from bmg_tf.core import meta_learner as meta_learner_lib
 from bmg_tf.core import meta_params
 from bmg_tf.core import optimizers
 from bmg_tf.networks import mlp
 
-__all__ = ['RegressionStream', 'train_eval']
+__all__ = ['RegressionStream', 'build', 'train_eval']
 
 
 class RegressionStream(tf.Module):
@@ -58,30 +58,27 @@ class RegressionStream(tf.Module):
     return {'x': x, 'y': y}
 
 
-@gin.configurable(denylist=['export_only'])
-def train_eval(root_dir: str,
-               method: str = 'bmg',
-               k_steps: int = 1,
-               l_steps: int = 4,
-               num_meta_steps: int = 300,
-               init_learning_rate: float = 0.01,
-               meta_learning_rate: float = 0.05,
-               target_learning_rate: float = 0.1,
-               dim: int = 8,
-               batch_size: int = 32,
-               noise: float = 0.1,
-               hidden_sizes: Sequence[int] = (32,),
-               task_period: int = 50,
-               seed: int = 0,
-               jit_compile: bool = False,
-               log_every: int = 100,
-               checkpoint_every: int = 100,
-               export: bool = True,
-               export_only: Optional[str] = None):
-  """Trains the toy regressor and meta-learns its learning rate.
+@gin.configurable
+def build(method: str = 'bmg',
+          k_steps: int = 1,
+          l_steps: int = 4,
+          num_meta_steps: int = 300,
+          init_learning_rate: float = 0.01,
+          meta_learning_rate: float = 0.05,
+          target_learning_rate: float = 0.1,
+          dim: int = 8,
+          batch_size: int = 32,
+          noise: float = 0.1,
+          hidden_sizes: Sequence[int] = (32,),
+          task_period: int = 50,
+          seed: int = 0,
+          jit_compile: bool = False,
+          log_every: int = 100,
+          checkpoint_every: int = 100,
+          export: bool = True) -> experiment_lib.Experiment:
+  """Builds the toy regressor whose learning rate is meta-learned.
 
   Args:
-    root_dir: run directory (checkpoints, summaries, operative config).
     method: 'mg' or 'bmg'.
     k_steps: K, inner steps differentiated through.
     l_steps: L, BMG's bootstrap length.
@@ -96,17 +93,18 @@ def train_eval(root_dir: str,
     task_period: meta-steps between task changes.
     seed: random seed (initialisation and data).
     jit_compile: compile the meta-step with XLA.
-    log_every: meta-steps between progress lines.
+    log_every: meta-steps between progress lines and history rows.
     checkpoint_every: meta-steps between checkpoints.
     export: write the SavedModel (`predict`, `meta_parameters` with the
       learning rate, `metadata`) to `root_dir/export` at the end.
-    export_only: if set, do not train: restore the latest checkpoint of
-      `root_dir` and write its SavedModel to this directory (not bindable
-      by gin; `pipelines/export.py`).
 
   Returns:
-    With `export_only`: {'export_dir', 'checkpoint', 'train_step'}. Else a
-    dict with the initial and final learning rate and the last metrics.
+    An `Experiment`. Its run returns a dict with the learning rate at the
+    start of this process and at the end, the last metrics, and 'history'
+    (rows: meta_steps, learning_rate, meta_loss, meta_steps_per_sec).
+
+  Raises:
+    ValueError: naming the argument, on bad settings.
   """
   if method not in ('mg', 'bmg'):
     raise ValueError(f"method: must be 'mg' or 'bmg', got {method!r}.")
@@ -141,41 +139,59 @@ def train_eval(root_dir: str,
           learning_rate=meta_learning_rate),
       batch_fn=stream.batch,
       jit_compile=jit_compile)
-  run = training.Run(root_dir, num_meta_steps, step_unit='meta-steps',
-                     log_every=log_every, checkpoint_every=checkpoint_every,
-                     step_fn=lambda: int(learner.train_step_counter),
-                     learner=learner, stream=stream)
-  run.restore()
 
-  def export_to(export_dir):
+  def export_to(export_dir, gin_config):
     return export_lib.export_regressor(
         export_dir, predict_fn=lambda x: net.apply(net.params, x),
         input_dim=dim, variables=list(net.params) + list(meta.variables),
         meta_fn=lambda: meta(), train_step=int(learner.train_step_counter),
-        gin_config=run.operative_config_text())
+        gin_config=gin_config)
 
-  if export_only is not None:
-    return run.export(export_to, export_only,
-                      train_step=int(learner.train_step_counter))
-  initial_lr = float(meta()['learning_rate'])
-  step = int(learner.train_step_counter)
-  metrics = {}
-  while step < num_meta_steps:
-    if step % task_period == 0:
+  def describe(result):
+    return (f'{method.upper()} K={k_steps}'
+            f'{f" L={l_steps}" if method == "bmg" else ""}: learning_rate '
+            f'{result["initial_learning_rate"]:.4g} -> '
+            f'{result["final_learning_rate"]:.4g} after '
+            f'{int(learner.train_step_counter)} meta-steps')
+
+  return experiment_lib.Experiment(
+      learner=learner, trackables=dict(stream=stream), export_fn=export_to,
+      train=lambda: _loop(learner, meta, stream, task_period, describe),
+      progress=lambda: int(learner.train_step_counter),
+      total_steps=num_meta_steps, step_unit='meta-steps',
+      step_key='meta_steps', rate_keys={'meta_steps_per_sec': 1},
+      log_every=log_every, checkpoint_every=checkpoint_every, export=export,
+      info={'method': method, 'seed': seed})
+
+
+train_eval = experiment_lib.trainer(build)
+
+
+def _loop(learner, meta, stream, task_period, describe):
+  """The loop: a new task every `task_period` meta-steps."""
+  state = {'metrics': {}}
+
+  def learning_rate():
+    return float(meta()['learning_rate'])
+
+  def begin():
+    state['initial'] = learning_rate()
+
+  def iterate():
+    if int(learner.train_step_counter) % task_period == 0:
       stream.new_task()
-    metrics = learner.step()
-    step = int(learner.train_step_counter)
-    lr = float(meta()['learning_rate'])
-    run.log(step, {**metrics, 'learning_rate': lr})
-    run.maybe_save(step)
-  run.finish(step)
-  if export:
-    export_to(os.path.join(run.root_dir, 'export'))
-  final_lr = float(meta()['learning_rate'])
-  print(f'{method.upper()} K={k_steps}'
-        f'{f" L={l_steps}" if method == "bmg" else ""}: learning_rate '
-        f'{init_learning_rate:.4g} -> {final_lr:.4g} after {step} '
-        'meta-steps', flush=True)
-  return {'initial_learning_rate': initial_lr,
-          'final_learning_rate': final_lr,
-          'metrics': {k: float(v) for k, v in metrics.items()}}
+    state['metrics'] = learner.step()
+    return state['metrics']
+
+  def window(metrics):
+    row = {'learning_rate': learning_rate(),
+           'meta_loss': float(metrics['meta_loss'])}
+    return {**metrics, 'learning_rate': row['learning_rate']}, row
+
+  def summary():
+    return {'initial_learning_rate': state['initial'],
+            'final_learning_rate': learning_rate(),
+            'metrics': {k: float(v) for k, v in state['metrics'].items()}}
+
+  return experiment_lib.Loop(iterate=iterate, window=window, summary=summary,
+                             describe=describe, begin=begin)

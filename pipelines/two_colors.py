@@ -35,8 +35,8 @@ from typing import Mapping, Optional, Sequence
 import gin
 import tensorflow as tf
 
+from bmg_tf import experiment as experiment_lib
 from bmg_tf import export as export_lib
-from bmg_tf import training
 from bmg_tf.agents import actor_critic
 from bmg_tf.agents import rollout as rollout_lib
 from bmg_tf.core import bootstrap
@@ -46,7 +46,7 @@ from bmg_tf.core import optimizers
 from bmg_tf.envs import tf_two_colors
 from bmg_tf.networks import mlp
 
-__all__ = ['ENVS', 'make_env', 'train_eval']
+__all__ = ['ENVS', 'make_env', 'RunStats', 'build', 'train_eval']
 
 ENVS = {'TwoColors': tf_two_colors.TFTwoColors}
 
@@ -115,56 +115,55 @@ def _over_rollouts(agent, objectives):
       value=lambda p, batch: agent.values(p, observations(batch)))
 
 
-@gin.configurable(denylist=['export_only'])
-def train_eval(root_dir: str,
-               env_name: str = 'TwoColors',
-               method: str = 'bmg',
-               num_env_steps: int = 10_000_000,
-               rollout_length: int = 16,
-               k_steps: int = 7,
-               l_steps: int = 9,
-               continue_from: str = 'K+L-1',
-               matching: Optional[Mapping[str, float]] = None,
-               reduction: str = 'sum',
-               fixed_steps_per_call: int = 8,
-               inner_learning_rate: float = 0.1,
-               inner_clip_global_norm: Optional[float] = None,
-               target_optimizer: str = 'sgd',
-               target_learning_rate: float = 0.1,
-               target_rollouts: int = 1,
-               bootstrap_entropy_weight: Optional[float] = None,
-               meta_learning_rate: float = 1e-4,
-               meta_epsilon: float = 1e-4,
-               meta_clip_global_norm: Optional[float] = None,
-               entropy_weight: float = 0.3,
-               contextual: bool = True,
-               context_window: int = 10,
-               context_transform: str = 'none',
-               context_scale: float = 0.1,
-               context_decay: float = 0.999,
-               meta_hidden_sizes: Sequence[int] = (32,),
-               meta_output_kernel_scale: float = 0.0,
-               outer_entropy_weight: float = 0.0,
-               hidden_sizes: Sequence[int] = (256, 256),
-               gamma: float = 0.99,
-               value_coef: float = 1.0,
-               return_steps: str = 'n_step',
-               flip_period: int = 100_000,
-               respawn: str = 'collected',
-               step_cost: float = 0.0,
-               seed: int = 0,
-               num_seeds: int = 1,
-               jit_compile: bool = True,
-               steps_per_call: int = 1,
-               log_every: int = 50_000,
-               checkpoint_every: int = 500_000,
-               export: bool = True,
-               export_only: Optional[str] = None):
-  """Trains the two-colours actor-critic; returns its summary figures.
+@gin.configurable
+def build(env_name: str = 'TwoColors',
+          method: str = 'bmg',
+          num_env_steps: int = 10_000_000,
+          rollout_length: int = 16,
+          k_steps: int = 7,
+          l_steps: int = 9,
+          continue_from: str = 'K+L-1',
+          matching: Optional[Mapping[str, float]] = None,
+          reduction: str = 'sum',
+          fixed_steps_per_call: int = 8,
+          inner_learning_rate: float = 0.1,
+          inner_clip_global_norm: Optional[float] = None,
+          target_optimizer: str = 'sgd',
+          target_learning_rate: float = 0.1,
+          target_rollouts: int = 1,
+          bootstrap_entropy_weight: Optional[float] = None,
+          meta_learning_rate: float = 1e-4,
+          meta_epsilon: float = 1e-4,
+          meta_clip_global_norm: Optional[float] = None,
+          entropy_weight: float = 0.3,
+          contextual: bool = True,
+          context_window: int = 10,
+          context_transform: str = 'none',
+          context_scale: float = 0.1,
+          context_decay: float = 0.999,
+          meta_hidden_sizes: Sequence[int] = (32,),
+          meta_output_kernel_scale: float = 0.0,
+          outer_entropy_weight: float = 0.0,
+          hidden_sizes: Sequence[int] = (256, 256),
+          gamma: float = 0.99,
+          value_coef: float = 1.0,
+          return_steps: str = 'n_step',
+          flip_period: int = 100_000,
+          respawn: str = 'collected',
+          step_cost: float = 0.0,
+          seed: int = 0,
+          num_seeds: int = 1,
+          jit_compile: bool = True,
+          steps_per_call: int = 1,
+          log_every: int = 50_000,
+          checkpoint_every: int = 500_000,
+          export: bool = True) -> experiment_lib.Experiment:
+  """Builds the two-colours actor-critic experiment.
+
+  `experiment_lib.run_experiment(build(...), root_dir)` trains it (resuming
+  from `root_dir`), `export_experiment` exports a run of it.
 
   Args:
-    root_dir: run directory: checkpoints, summaries, operative config and
-      `export/`. Re-running resumes from it.
     env_name: 'TwoColors'.
     method: 'fixed', 'mg' or 'bmg'.
     num_env_steps: budget in env steps.
@@ -232,27 +231,117 @@ def train_eval(root_dir: str,
     log_every: env steps between progress lines and summaries.
     checkpoint_every: env steps between checkpoints.
     export: write the SavedModel to `root_dir/export` at the end.
-    export_only: if set, do not train: restore the latest checkpoint of
-      `root_dir` and write its SavedModel to this directory (not bindable
-      by gin; `pipelines/export.py`).
-
   Returns:
-    With `export_only`: {'export_dir', 'env_steps', 'train_step'}. Else a
-    dict: 'env_steps' (per seed), 'reward_per_step' (whole run),
-    'entropy_weight' (final), 'history' (one row per log: env_steps,
-    reward_per_step over the window, entropy_weight, policy_entropy,
-    env_steps_per_sec (from the second log on)). With N > 1 seeds the values
-    are means over seeds; the result adds 'num_seeds',
+    An `Experiment`. Its run returns a dict: 'env_steps' (per seed),
+    'reward_per_step' (whole run), 'entropy_weight' (final), 'history' (one
+    row per log: env_steps, reward_per_step over the window, entropy_weight,
+    policy_entropy, env_steps_per_sec (from the second log on)). With N > 1
+    seeds the values are means over seeds; the result adds 'num_seeds',
     'reward_per_step_per_seed' and 'entropy_weight_per_seed', and the rows
     add '<name>/seed_<n>' and 'aggregate_env_steps_per_sec' (all seeds).
     Each row is also appended to `root_dir/history.jsonl`, and
     `root_dir/result.json` holds the summary with the whole history across
-    restarts. The returned 'history' holds
-    only the rows logged by this process.
+    restarts. The returned 'history' holds only the rows logged by this
+    process.
 
   Raises:
     ValueError: naming the argument, on bad settings.
   """
+  _check_settings(method, num_env_steps, rollout_length, target_rollouts,
+                  bootstrap_entropy_weight, num_seeds)
+  seeds = None if num_seeds == 1 else num_seeds  # The seed axis, if any.
+  clip_dims = 0 if seeds is None else 1
+  tf.random.set_seed(seed)
+  env = make_env(env_name, flip_period=flip_period, respawn=respawn,
+                 step_cost=step_cost, batch_size=num_seeds, seed=seed)
+  obs_dim = env.observation_spec().shape[-1]
+  num_actions = int(env.action_spec().maximum) + 1
+  agent = actor_critic.ActorCritic(
+      obs_dim, num_actions, hidden_sizes=hidden_sizes, gamma=gamma,
+      value_coef=value_coef, outer_entropy_weight=outer_entropy_weight,
+      return_steps=return_steps, seed=seed, num_seeds=seeds)
+  policy = rollout_lib.FunctionalPolicy(
+      env.time_step_spec(), env.action_spec(), agent.distribution,
+      lambda: agent.params, seed=seed + 1)
+  collector = rollout_lib.RolloutCollector(env, policy, rollout_length)
+  context = rollout_lib.RewardContext(
+      context_window, num_streams=seeds, transform=context_transform,
+      scale=context_scale, decay=context_decay)
+  stats = RunStats(seeds)
+  cache = rollout_lib.RolloutCache(collector.rollout_spec())
+  meta = _entropy_meta(method, entropy_weight, contextual, context_window,
+                       meta_hidden_sizes, meta_output_kernel_scale, seed,
+                       seeds)
+  config = _bootstrap_config(method, k_steps, l_steps, fixed_steps_per_call,
+                             matching, reduction, continue_from, num_seeds)
+  objectives = agent.objectives()
+  if target_rollouts > 1:
+    objectives = _over_rollouts(agent, objectives)
+  if bootstrap_entropy_weight is not None:
+    fixed_meta = {'entropy_weight': tf.constant(
+        float(bootstrap_entropy_weight), tf.float32)}
+    objectives = objectives._replace(
+        bootstrap_loss=lambda p, batch: agent.inner_loss(p, batch, fixed_meta))
+
+  def collect(params):
+    rollout = collector.collect(params)
+    entropy = agent.distribution(params, rollout['observation']).entropy()
+    entropy = (tf.reduce_mean(entropy) if seeds is None else
+               tf.reduce_mean(entropy, axis=0))
+    context.update(rollout)
+    stats.update(rollout, entropy)
+    return rollout
+
+  def clipped(opt):
+    if inner_clip_global_norm is None:
+      return opt
+    return optimizers.GlobalNormClipped(opt, inner_clip_global_norm,
+                                        batch_dims=clip_dims)
+
+  learner = meta_learner_lib.MetaLearner(
+      agent.params, meta, objectives, config,
+      inner_optimizer=clipped(
+          optimizers.SGD(learning_rate=inner_learning_rate)),
+      target_optimizer=(clipped(optimizers.get(
+          target_optimizer, learning_rate=target_learning_rate))
+                        if method == 'bmg' else None),
+      meta_optimizer=meta_params.MetaOptimizer(
+          learning_rate=meta_learning_rate, epsilon=meta_epsilon,
+          clip_global_norm=meta_clip_global_norm,
+          clip_batch_dims=clip_dims),
+      batch_fn=_batch_fn(config, collect, cache, target_rollouts),
+      jit_compile=jit_compile,
+      steps_per_call=steps_per_call,
+      context_fn=context.value)
+  has_meta = method != 'fixed'
+  export_fn = _export_fn(agent, meta, learner, obs_dim, num_seeds,
+                         has_meta, has_meta and contextual, context_window)
+  return experiment_lib.Experiment(
+      learner=learner,
+      trackables=dict(env=env, policy_rng=policy.generator, context=context,
+                      stats=stats, cache=cache),
+      export_fn=export_fn,
+      train=lambda: _loop(learner, meta, context, stats, method, num_seeds),
+      progress=lambda: int(stats.env_steps),
+      total_steps=num_env_steps, step_unit='env steps',
+      step_key='env_steps',
+      rate_keys=({'env_steps_per_sec': 1} if seeds is None else
+                 {'env_steps_per_sec': 1,
+                  'aggregate_env_steps_per_sec': num_seeds}),
+      log_every=log_every, checkpoint_every=checkpoint_every, export=export,
+      info={'method': method, 'seed': seed},
+      final_check=lambda result: (
+          None if all(math.isfinite(r) for r in result.get(
+              'reward_per_step_per_seed', [result['reward_per_step']]))
+          else 'training diverged: non-finite reward per step.'))
+
+
+train_eval = experiment_lib.trainer(build)
+
+
+def _check_settings(method, num_env_steps, rollout_length, target_rollouts,
+                    bootstrap_entropy_weight, num_seeds):
+  """Raises a ValueError naming the argument on bad settings."""
   if method not in bootstrap.METHODS:
     raise ValueError(f'method: must be one of {bootstrap.METHODS}, got '
                      f'{method!r}.')
@@ -277,130 +366,77 @@ def train_eval(root_dir: str,
                        f'>= 0 or None, got {bootstrap_entropy_weight!r}.')
   if mlp.check_num_seeds(num_seeds) is None:
     raise ValueError('num_seeds: must be a positive int, got None.')
-  seeds = None if num_seeds == 1 else num_seeds  # The seed axis, if any.
-  clip_dims = 0 if seeds is None else 1
-  tf.random.set_seed(seed)
-  env = make_env(env_name, flip_period=flip_period, respawn=respawn,
-                 step_cost=step_cost, batch_size=num_seeds, seed=seed)
-  obs_dim = env.observation_spec().shape[-1]
-  num_actions = int(env.action_spec().maximum) + 1
-  agent = actor_critic.ActorCritic(
-      obs_dim, num_actions, hidden_sizes=hidden_sizes, gamma=gamma,
-      value_coef=value_coef, outer_entropy_weight=outer_entropy_weight,
-      return_steps=return_steps, seed=seed, num_seeds=seeds)
-  policy = rollout_lib.FunctionalPolicy(
-      env.time_step_spec(), env.action_spec(), agent.distribution,
-      lambda: agent.params, seed=seed + 1)
-  collector = rollout_lib.RolloutCollector(env, policy, rollout_length)
-  context = rollout_lib.RewardContext(
-      context_window, num_streams=seeds, transform=context_transform,
-      scale=context_scale, decay=context_decay)
-  stats = RunStats(seeds)
-  cache = rollout_lib.RolloutCache(collector.rollout_spec())
 
+
+def _entropy_meta(method, entropy_weight, contextual, context_window,
+                  meta_hidden_sizes, output_kernel_scale, seed, seeds):
+  """The entropy weight: fixed, one sigmoid logit, or contextual."""
   if method == 'fixed':
-    meta = meta_params.MetaParameters({'entropy_weight': entropy_weight})
-    config = bootstrap.BootstrapConfig(method='fixed',
-                                       k_steps=fixed_steps_per_call)
-  else:
-    if contextual:
-      meta = meta_params.MetaParameters({}, contextual=(
-          meta_params.ContextualMetaParameters(
-              context_window, {'entropy_weight': entropy_weight},
-              hidden_sizes=meta_hidden_sizes, seed=seed + 2000,
-              num_seeds=seeds,
-              output_kernel_scale=meta_output_kernel_scale)))
-    else:
-      meta = meta_params.MetaParameters({
-          'entropy_weight': meta_params.MetaParameter(
-              entropy_weight, 'sigmoid', num_seeds=seeds,
-              name='entropy_weight')})
-    if method == 'mg':
-      config = bootstrap.BootstrapConfig(method='mg', k_steps=k_steps)
-    else:
-      weights = dict(matching or {'policy_kl': 1.0})
-      if seeds is not None and reduction == 'mean':
-        # A mean over [T, N] states is 1/N of the per-seed means' sum.
-        weights = {k: w * (num_seeds if k != 'param_l2' else 1)
-                   for k, w in weights.items()}
-      config = bootstrap.BootstrapConfig(
-          method='bmg', k_steps=k_steps, l_steps=l_steps,
-          matching=weights, reduction=reduction,
-          continue_from=continue_from)
-  last_index = config.batches_per_step - 1
-  target_index = k_steps + l_steps - 1 if method == 'bmg' else None
-  reuse = method != 'fixed'
-  objectives = agent.objectives()
-  if target_rollouts > 1:
-    objectives = _over_rollouts(agent, objectives)
-  if bootstrap_entropy_weight is not None:
-    fixed_meta = {'entropy_weight': tf.constant(
-        float(bootstrap_entropy_weight), tf.float32)}
-    objectives = objectives._replace(
-        bootstrap_loss=lambda p, batch: agent.inner_loss(p, batch, fixed_meta))
+    return meta_params.MetaParameters({'entropy_weight': entropy_weight})
+  if contextual:
+    return meta_params.MetaParameters({}, contextual=(
+        meta_params.ContextualMetaParameters(
+            context_window, {'entropy_weight': entropy_weight},
+            hidden_sizes=meta_hidden_sizes, seed=seed + 2000,
+            num_seeds=seeds, output_kernel_scale=output_kernel_scale)))
+  return meta_params.MetaParameters({
+      'entropy_weight': meta_params.MetaParameter(
+          entropy_weight, 'sigmoid', num_seeds=seeds,
+          name='entropy_weight')})
 
-  def collect(params):
-    rollout = collector.collect(params)
-    entropy = agent.distribution(params, rollout['observation']).entropy()
-    entropy = (tf.reduce_mean(entropy) if seeds is None else
-               tf.reduce_mean(entropy, axis=0))
-    context.update(rollout)
-    stats.update(rollout, entropy)
-    return rollout
+
+def _bootstrap_config(method, k_steps, l_steps, fixed_steps_per_call,
+                      matching, reduction, continue_from, num_seeds):
+  """The engine's `BootstrapConfig` for `method`."""
+  if method == 'fixed':
+    return bootstrap.BootstrapConfig(method='fixed',
+                                     k_steps=fixed_steps_per_call)
+  if method == 'mg':
+    return bootstrap.BootstrapConfig(method='mg', k_steps=k_steps)
+  weights = dict(matching or {'policy_kl': 1.0})
+  if num_seeds > 1 and reduction == 'mean':
+    # A mean over [T, N] states is 1/N of the per-seed means' sum.
+    weights = {k: w * (num_seeds if k != 'param_l2' else 1)
+               for k, w in weights.items()}
+  return bootstrap.BootstrapConfig(
+      method='bmg', k_steps=k_steps, l_steps=l_steps, matching=weights,
+      reduction=reduction, continue_from=continue_from)
+
+
+def _batch_fn(config, collect, cache, target_rollouts):
+  """The learner's `batch_fn(i, params)`: rollouts collected in-graph.
+
+  MG and BMG re-use the last rollout of a meta-step as the first of the
+  next (`cache`); BMG's target batch may hold `target_rollouts` rollouts.
+  """
+  last_index = config.batches_per_step - 1
+  target_index = (config.k_steps + config.l_steps - 1
+                  if config.method == 'bmg' else None)
+  if config.method == 'fixed':
+    return lambda i, params: collect(params)
 
   def batch_fn(i, params):
-    if reuse:
-      first = tf.equal(i, 0) if tf.is_tensor(i) else tf.constant(i == 0)
-      rollout = tf.cond(tf.logical_and(cache.valid, first), cache.read,
-                        lambda: collect(params))
-      last = rollout
-      if target_rollouts > 1 and isinstance(i, int) and i == target_index:
-        rollouts = [rollout] + [collect(params)
-                                for _ in range(target_rollouts - 1)]
-        last, rollout = rollouts[-1], tuple(rollouts)
-      if isinstance(i, int) and i == last_index:
-        cache.write(last)
-      return rollout
-    return collect(params)
+    first = tf.equal(i, 0) if tf.is_tensor(i) else tf.constant(i == 0)
+    rollout = tf.cond(tf.logical_and(cache.valid, first), cache.read,
+                      lambda: collect(params))
+    last = rollout
+    if target_rollouts > 1 and isinstance(i, int) and i == target_index:
+      rollouts = [rollout] + [collect(params)
+                              for _ in range(target_rollouts - 1)]
+      last, rollout = rollouts[-1], tuple(rollouts)
+    if isinstance(i, int) and i == last_index:
+      cache.write(last)
+    return rollout
 
-  def clipped(opt):
-    if inner_clip_global_norm is None:
-      return opt
-    return optimizers.GlobalNormClipped(opt, inner_clip_global_norm,
-                                        batch_dims=clip_dims)
+  return batch_fn
 
-  learner = meta_learner_lib.MetaLearner(
-      agent.params, meta, objectives, config,
-      inner_optimizer=clipped(
-          optimizers.SGD(learning_rate=inner_learning_rate)),
-      target_optimizer=(clipped(optimizers.get(
-          target_optimizer, learning_rate=target_learning_rate))
-                        if method == 'bmg' else None),
-      meta_optimizer=meta_params.MetaOptimizer(
-          learning_rate=meta_learning_rate, epsilon=meta_epsilon,
-          clip_global_norm=meta_clip_global_norm,
-          clip_batch_dims=clip_dims),
-      batch_fn=batch_fn,
-      jit_compile=jit_compile,
-      steps_per_call=steps_per_call,
-      context_fn=context.value)
-  run = training.Run(root_dir, num_env_steps, step_unit='env steps',
-                     log_every=log_every, checkpoint_every=checkpoint_every,
-                     step_fn=lambda: int(stats.env_steps),
-                     learner=learner, env=env, policy_rng=policy.generator,
-                     context=context, stats=stats, cache=cache)
-  run.restore()
 
-  def export_to(export_dir):
-    if seeds is None:
-      return export_seed(export_dir, None)
-    for n in range(num_seeds):
-      export_seed(os.path.join(export_dir, f'seed_{n}'), n)
-    return export_dir
+def _export_fn(agent, meta, learner, obs_dim, num_seeds, has_meta,
+               contextual, context_window):
+  """`(export_dir, gin_config)`: the SavedModel(s); one per seed if N > 1."""
 
-  def export_seed(export_dir, n):
+  def export_seed(export_dir, n, gin_config):
     """One SavedModel; seed n's slice of a batched run when n is set."""
-    has_meta = method != 'fixed'
 
     def per_seed(x):
       # [B, D] -> [B, N, D]: every seed sees the input; keep seed n's output.
@@ -421,97 +457,95 @@ def train_eval(root_dir: str,
         observation_dim=obs_dim,
         variables=agent.params + list(meta.variables),
         head='logits',
-        meta_fn=meta_of_context if has_meta and contextual else (
+        meta_fn=meta_of_context if contextual else (
             meta_fixed if has_meta else None),
-        context_dim=context_window if has_meta and contextual else None,
+        context_dim=context_window if contextual else None,
         train_step=int(learner.train_step_counter),
-        gin_config=run.operative_config_text())
+        gin_config=gin_config)
 
-  if export_only is not None:
-    return run.export(export_to, export_only,
-                      env_steps=int(stats.env_steps),
-                      train_step=int(learner.train_step_counter))
+  def export_to(export_dir, gin_config):
+    if num_seeds == 1:
+      return export_seed(export_dir, None, gin_config)
+    for n in range(num_seeds):
+      export_seed(os.path.join(export_dir, f'seed_{n}'), n, gin_config)
+    return export_dir
 
-  def per_seed_values(x):
-    """A scalar or `[N]` tensor -> a list of N floats (N = 1 unbatched)."""
-    return [float(v) for v in tf.reshape(x, [-1]).numpy()]
+  return export_to
+
+
+def _per_seed_values(x):
+  """A scalar or `[N]` tensor -> a list of N floats (N = 1 unbatched)."""
+  return [float(v) for v in tf.reshape(x, [-1]).numpy()]
+
+
+def _mean(values):
+  return sum(values) / len(values)
+
+
+def _loop(learner, meta, context, stats, method, num_seeds):
+  """The training loop's pieces: windows of reward, entropy and weight."""
+  seeds = None if num_seeds == 1 else num_seeds
 
   def entropy_weights_now():
-    return per_seed_values(meta(context.value())['entropy_weight'])
-
-  def mean(values):
-    return sum(values) / len(values)
+    return _per_seed_values(meta(context.value())['entropy_weight'])
 
   def with_seeds(name, values):
     """{name: mean} plus {name/seed_n: value} for a batched run."""
-    out = {name: mean(values)}
+    out = {name: _mean(values)}
     if seeds is not None:
       out.update({f'{name}/seed_{n}': v for n, v in enumerate(values)})
     return out
 
-  history = []
-  last = {'steps': int(stats.env_steps),
-          'reward': per_seed_values(stats.total_reward),
-          'entropy': per_seed_values(stats.entropy_sum),
-          'rollouts': int(stats.rollouts)}
-  step = last['steps']
-  while step < num_env_steps:
-    metrics = learner.step()
+  def snapshot():
+    return {'steps': int(stats.env_steps),
+            'reward': _per_seed_values(stats.total_reward),
+            'entropy': _per_seed_values(stats.entropy_sum),
+            'rollouts': int(stats.rollouts)}
+
+  last = {}
+
+  def begin():
+    last.update(snapshot())
+
+  def window(metrics):
+    now = snapshot()
+    steps = max(1, now['steps'] - last['steps'])
+    count = max(1, now['rollouts'] - last['rollouts'])
+    row = {
+        **with_seeds('reward_per_step',
+                     [(r - r0) / steps
+                      for r, r0 in zip(now['reward'], last['reward'])]),
+        **with_seeds('policy_entropy',
+                     [(e - e0) / count
+                      for e, e0 in zip(now['entropy'], last['entropy'])]),
+        **with_seeds('entropy_weight', entropy_weights_now()),
+    }
+    last.update(now)
+    return {**metrics, **row}, row
+
+  def summary():
     step = int(stats.env_steps)
-    if run.should_log(step):
-      reward = per_seed_values(stats.total_reward)
-      ent = per_seed_values(stats.entropy_sum)
-      rollouts = int(stats.rollouts)
-      steps, count = max(1, step - last['steps']), max(
-          1, rollouts - last['rollouts'])
-      window = {
-          **with_seeds('reward_per_step',
-                       [(r - r0) / steps for r, r0 in zip(reward,
-                                                          last['reward'])]),
-          **with_seeds('policy_entropy',
-                       [(e - e0) / count for e, e0 in zip(ent,
-                                                          last['entropy'])]),
-          **with_seeds('entropy_weight', entropy_weights_now()),
-      }
-      last = {'steps': step, 'reward': reward, 'entropy': ent,
-              'rollouts': rollouts}
-      values = run.log(step, {**{k: v for k, v in metrics.items()},
-                              **window})
-      if values is not None:
-        row = {'env_steps': step, **window}
-        if 'steps_per_sec' in values:
-          row['env_steps_per_sec'] = values['steps_per_sec']
-          if seeds is not None:
-            row['aggregate_env_steps_per_sec'] = (values['steps_per_sec'] *
-                                                  num_seeds)
-        history.append(row)
-        run.record(row)
-    run.maybe_save(step)
-  run.finish(step)
-  rewards = [r / max(1, step) for r in per_seed_values(stats.total_reward)]
-  weights = entropy_weights_now()
-  result = {
-      'env_steps': step,
-      'reward_per_step': mean(rewards),
-      'entropy_weight': mean(weights),
-      'history': history,
-  }
-  if seeds is not None:
-    result.update({'num_seeds': num_seeds,
-                   'reward_per_step_per_seed': rewards,
-                   'entropy_weight_per_seed': weights})
-  run.write_result({**result, 'history': run.history('env_steps'),
-                    'method': method, 'seed': seed})
-  if export:
-    export_to(os.path.join(run.root_dir, 'export'))
-  if seeds is None:
-    print(f'{method.upper()}: {step} env steps, reward/step '
-          f'{result["reward_per_step"]:.4f}, entropy weight '
-          f'{result["entropy_weight"]:.4f}', flush=True)
-  else:
-    print(f'{method.upper()} x {num_seeds} seeds: {step} env steps each, '
-          f'reward/step {", ".join(f"{r:.4f}" for r in rewards)}, entropy '
-          f'weight {", ".join(f"{w:.4f}" for w in weights)}', flush=True)
-  if not all(math.isfinite(r) for r in rewards):
-    raise ValueError('training diverged: non-finite reward per step.')
-  return result
+    rewards = [r / max(1, step)
+               for r in _per_seed_values(stats.total_reward)]
+    weights = entropy_weights_now()
+    result = {'env_steps': step, 'reward_per_step': _mean(rewards),
+              'entropy_weight': _mean(weights)}
+    if seeds is not None:
+      result.update({'num_seeds': num_seeds,
+                     'reward_per_step_per_seed': rewards,
+                     'entropy_weight_per_seed': weights})
+    return result
+
+  def describe(result):
+    if seeds is None:
+      return (f'{method.upper()}: {result["env_steps"]} env steps, '
+              f'reward/step {result["reward_per_step"]:.4f}, entropy weight '
+              f'{result["entropy_weight"]:.4f}')
+    return (f'{method.upper()} x {num_seeds} seeds: {result["env_steps"]} env '
+            'steps each, reward/step '
+            f'{", ".join(f"{r:.4f}" for r in result["reward_per_step_per_seed"])}'
+            ', entropy weight '
+            f'{", ".join(f"{w:.4f}" for w in result["entropy_weight_per_seed"])}')
+
+  return experiment_lib.Loop(iterate=learner.step, window=window,
+                             summary=summary, describe=describe, begin=begin)

@@ -77,8 +77,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from tf_agents.drivers import dynamic_step_driver
 
+from bmg_tf import experiment as experiment_lib
 from bmg_tf import export as export_lib
-from bmg_tf import training
 from bmg_tf.agents import q_learning
 from bmg_tf.agents import replay as replay_lib
 from bmg_tf.agents import rollout as rollout_lib
@@ -88,7 +88,7 @@ from bmg_tf.core import meta_params
 from bmg_tf.core import optimizers
 from pipelines import two_colors
 
-__all__ = ['METHODS', 'train_eval']
+__all__ = ['METHODS', 'build', 'train_eval']
 
 METHODS = ('fixed', 'bmg')
 tfd = tfp.distributions
@@ -117,48 +117,48 @@ def _epsilon_meta(method, epsilon, contextual, context_window,
                                            name='epsilon')})
 
 
-@gin.configurable(denylist=['export_only'])
-def train_eval(root_dir: str,
-               env_name: str = 'TwoColors',
-               method: str = 'bmg',
-               num_env_steps: int = 10_000_000,
-               l_steps: int = 16,
-               reduction: str = 'mean',
-               fixed_steps_per_call: int = 15,
-               replay_ratio: float = 0.25,
-               batch_size: int = 32,
-               sequence_length: int = 8,
-               replay_capacity: int = 20_000,
-               min_replay_size: int = 1_000,
-               learning_rate: float = 1e-3,
-               inner_clip_global_norm: Optional[float] = None,
-               target_optimizer: str = 'adam',
-               target_learning_rate: float = 1e-3,
-               meta_learning_rate: float = 1e-3,
-               meta_epsilon: float = 1e-4,
-               meta_clip_global_norm: Optional[float] = None,
-               epsilon: float = 0.1,
-               contextual: bool = True,
-               context_window: int = 10,
-               meta_hidden_sizes: Sequence[int] = (32,),
-               hidden_sizes: Sequence[int] = (256, 256),
-               gamma: float = 0.99,
-               lambda_: float = 0.9,
-               trace: str = 'peng',
-               flip_period: int = 100_000,
-               respawn: str = 'collected',
-               step_cost: float = 0.0,
-               seed: int = 0,
-               jit_compile: bool = True,
-               log_every: int = 50_000,
-               checkpoint_every: int = 500_000,
-               export: bool = True,
-               export_only: Optional[str] = None):
-  """Trains the two-colours Q-learner; returns its summary figures.
+@gin.configurable
+def build(env_name: str = 'TwoColors',
+          method: str = 'bmg',
+          num_env_steps: int = 10_000_000,
+          l_steps: int = 16,
+          reduction: str = 'mean',
+          fixed_steps_per_call: int = 15,
+          replay_ratio: float = 0.25,
+          batch_size: int = 32,
+          sequence_length: int = 8,
+          replay_capacity: int = 20_000,
+          min_replay_size: int = 1_000,
+          learning_rate: float = 1e-3,
+          inner_clip_global_norm: Optional[float] = None,
+          target_optimizer: str = 'adam',
+          target_learning_rate: float = 1e-3,
+          meta_learning_rate: float = 1e-3,
+          meta_epsilon: float = 1e-4,
+          meta_clip_global_norm: Optional[float] = None,
+          epsilon: float = 0.1,
+          contextual: bool = True,
+          context_window: int = 10,
+          meta_hidden_sizes: Sequence[int] = (32,),
+          hidden_sizes: Sequence[int] = (256, 256),
+          gamma: float = 0.99,
+          lambda_: float = 0.9,
+          trace: str = 'peng',
+          flip_period: int = 100_000,
+          respawn: str = 'collected',
+          step_cost: float = 0.0,
+          seed: int = 0,
+          jit_compile: bool = True,
+          log_every: int = 50_000,
+          checkpoint_every: int = 500_000,
+          export: bool = True) -> experiment_lib.Experiment:
+  """Builds the two-colours Q-learner experiment.
+
+  `experiment_lib.run_experiment(build(...), root_dir)` trains it (resuming
+  from `root_dir`); its files are those of every run (checkpoints,
+  summaries, operative config, `history.jsonl`, `result.json`, `export/`).
 
   Args:
-    root_dir: run directory: checkpoints, summaries, operative config,
-      `history.jsonl`, `result.json` and `export/`. Re-running resumes.
     env_name: 'TwoColors'.
     method: 'fixed' (constant epsilon) or 'bmg' (meta-learned epsilon). MG
       is not offered: epsilon is not in the Q-learning update, so its
@@ -207,13 +207,8 @@ def train_eval(root_dir: str,
     log_every: env steps between progress lines, summaries and history rows.
     checkpoint_every: env steps between checkpoints.
     export: write the SavedModel to `root_dir/export` at the end.
-    export_only: if set, do not train: restore the latest checkpoint of
-      `root_dir` and write its SavedModel to this directory (not bindable
-      by gin; `pipelines/export.py`).
-
   Returns:
-    With `export_only`: {'export_dir', 'env_steps', 'train_step'}. Else a
-    dict: 'env_steps', 'reward_per_step' (whole run), 'epsilon' (final, at
+    An `Experiment`. Its run returns a dict: 'env_steps', 'reward_per_step' (whole run), 'epsilon' (final, at
     the final reward context), 'learner_updates', 'replay_frames',
     'env_steps_per_iteration', 'history' (rows logged by this process:
     env_steps, reward_per_step over the window, epsilon, policy_entropy,
@@ -224,25 +219,9 @@ def train_eval(root_dir: str,
   Raises:
     ValueError: naming the argument, on bad settings.
   """
-  _check(method in METHODS, f'method: must be one of {METHODS}, got '
-         f'{method!r} (MG has no gradient for epsilon).')
-  _check(num_env_steps > 0, f'num_env_steps: must be positive, got '
-         f'{num_env_steps}.')
-  _check(l_steps >= 2, f'l_steps: must be >= 2 (K = 0: the learner keeps '
-         f'L-1 updates), got {l_steps}.')
-  _check(fixed_steps_per_call >= 1, f'fixed_steps_per_call: must be >= 1, '
-         f'got {fixed_steps_per_call}.')
-  _check(math.isfinite(replay_ratio) and replay_ratio > 0,
-         f'replay_ratio: must be finite and positive, got {replay_ratio}.')
-  _check(batch_size >= 1, f'batch_size: must be >= 1, got {batch_size}.')
-  _check(sequence_length >= 1, f'sequence_length: must be >= 1, got '
-         f'{sequence_length}.')
-  _check(min_replay_size >= sequence_length + 1,
-         f'min_replay_size: must be >= sequence_length + 1 = '
-         f'{sequence_length + 1}, got {min_replay_size}.')
-  _check(replay_capacity >= min_replay_size,
-         f'replay_capacity: must be >= min_replay_size = {min_replay_size}, '
-         f'got {replay_capacity}.')
+  _check_settings(method, num_env_steps, l_steps, fixed_steps_per_call,
+                  replay_ratio, batch_size, sequence_length, min_replay_size,
+                  replay_capacity)
   tf.random.set_seed(seed)
   env = two_colors.make_env(env_name, flip_period=flip_period,
                             respawn=respawn, step_cost=step_cost,
@@ -268,19 +247,109 @@ def train_eval(root_dir: str,
         method='bmg', k_steps=0, l_steps=l_steps,
         matching={'policy_kl': 1.0}, reduction=reduction,
         continue_from='K+L-1')
-  num_batches = config.batches_per_step
   steps_per_iteration = max(1, round(config.learner_steps / replay_ratio))
-
   policy = agent.make_policy(env.time_step_spec(), env.action_spec(),
                              epsilon_fn=epsilon_fn, seed=seed + 1)
   replay = replay_lib.SeededUniformReplayBuffer(
       policy.trajectory_spec, batch_size=1, max_length=replay_capacity,
       seed=seed + 3000)
+  stats = two_colors.RunStats()
+  collect, add, add_and_sample = _data_fns(
+      agent, env, policy, replay, context, stats, epsilon_fn,
+      steps_per_iteration, config.batches_per_step, batch_size,
+      sequence_length, jit_compile)
+
+  def clipped(opt):
+    if inner_clip_global_norm is None:
+      return opt
+    return optimizers.GlobalNormClipped(opt, inner_clip_global_norm)
+
+  learner = meta_learner_lib.MetaLearner(
+      agent.params, meta, agent.objectives(), config,
+      inner_optimizer=clipped(optimizers.Adam(learning_rate=learning_rate)),
+      target_optimizer=(clipped(optimizers.get(
+          target_optimizer, learning_rate=target_learning_rate))
+                        if method == 'bmg' else None),
+      meta_optimizer=meta_params.MetaOptimizer(
+          learning_rate=meta_learning_rate, epsilon=meta_epsilon,
+          clip_global_norm=meta_clip_global_norm),
+      jit_compile=jit_compile)
+
+  def export_to(export_dir, gin_config):
+    return export_lib.export_policy(
+        export_dir,
+        head_fn=lambda obs: agent.q_values(agent.params, obs),
+        observation_dim=obs_dim,
+        variables=agent.params + list(meta.variables) + [context.rewards],
+        head='q_values',
+        epsilon_fn=epsilon_fn,
+        meta_fn=(lambda ctx: meta(ctx)) if contextual else (
+            (lambda: meta()) if method == 'bmg' else None),
+        context_dim=context_window if contextual else None,
+        train_step=int(learner.train_step_counter),
+        gin_config=gin_config)
+
+  def iterate():
+    warming_up = int(stats.env_steps) < min_replay_size
+    collect()
+    if warming_up:
+      add()
+      return {}
+    return learner.step(batches=add_and_sample(), context=context.value())
+
+  return experiment_lib.Experiment(
+      learner=learner,
+      trackables=dict(env=env, policy_rng=policy.generator, replay=replay,
+                      context=context, stats=stats),
+      export_fn=export_to,
+      train=lambda: _loop(iterate, learner, config, replay, stats,
+                          epsilon_fn, steps_per_iteration, method),
+      progress=lambda: int(stats.env_steps),
+      total_steps=num_env_steps, step_unit='env steps',
+      step_key='env_steps', rate_keys={'env_steps_per_sec': 1},
+      log_every=log_every, checkpoint_every=checkpoint_every, export=export,
+      info={'method': method, 'seed': seed},
+      final_check=lambda result: (
+          None if math.isfinite(result['reward_per_step']) else
+          'training diverged: non-finite reward per step.'))
+
+
+train_eval = experiment_lib.trainer(build)
+
+
+def _check_settings(method, num_env_steps, l_steps, fixed_steps_per_call,
+                    replay_ratio, batch_size, sequence_length,
+                    min_replay_size, replay_capacity):
+  """Raises a ValueError naming the argument on bad settings."""
+  _check(method in METHODS, f'method: must be one of {METHODS}, got '
+         f'{method!r} (MG has no gradient for epsilon).')
+  _check(num_env_steps > 0, f'num_env_steps: must be positive, got '
+         f'{num_env_steps}.')
+  _check(l_steps >= 2, f'l_steps: must be >= 2 (K = 0: the learner keeps '
+         f'L-1 updates), got {l_steps}.')
+  _check(fixed_steps_per_call >= 1, f'fixed_steps_per_call: must be >= 1, '
+         f'got {fixed_steps_per_call}.')
+  _check(math.isfinite(replay_ratio) and replay_ratio > 0,
+         f'replay_ratio: must be finite and positive, got {replay_ratio}.')
+  _check(batch_size >= 1, f'batch_size: must be >= 1, got {batch_size}.')
+  _check(sequence_length >= 1, f'sequence_length: must be >= 1, got '
+         f'{sequence_length}.')
+  _check(min_replay_size >= sequence_length + 1,
+         f'min_replay_size: must be >= sequence_length + 1 = '
+         f'{sequence_length + 1}, got {min_replay_size}.')
+  _check(replay_capacity >= min_replay_size,
+         f'replay_capacity: must be >= min_replay_size = {min_replay_size}, '
+         f'got {replay_capacity}.')
+
+
+def _data_fns(agent, env, policy, replay, context, stats, epsilon_fn,
+              steps_per_iteration, num_batches, batch_size, sequence_length,
+              jit_compile):
+  """The compiled collection, replay add, and add-then-sample functions."""
   chunk = rollout_lib.RolloutBuffer(policy.trajectory_spec,
                                     steps_per_iteration, 1)
   driver = dynamic_step_driver.DynamicStepDriver(
       env, policy, observers=[chunk], num_steps=steps_per_iteration)
-  stats = two_colors.RunStats()
 
   def collect():
     """E env steps into the chunk; updates the context and the stats."""
@@ -310,111 +379,51 @@ def train_eval(root_dir: str,
 
   # Graph code throughout (the driver runs a tf.while_loop): AutoGraph would
   # only add tracing time.
-  collect_fn = tf.function(collect, autograph=False, jit_compile=jit_compile)
-  add_fn = tf.function(add_chunk, autograph=False)
-  add_and_sample_fn = tf.function(add_and_sample, autograph=False)
+  return (tf.function(collect, autograph=False, jit_compile=jit_compile),
+          tf.function(add_chunk, autograph=False),
+          tf.function(add_and_sample, autograph=False))
 
-  def clipped(opt):
-    if inner_clip_global_norm is None:
-      return opt
-    return optimizers.GlobalNormClipped(opt, inner_clip_global_norm)
 
-  learner = meta_learner_lib.MetaLearner(
-      agent.params, meta, agent.objectives(), config,
-      inner_optimizer=clipped(optimizers.Adam(learning_rate=learning_rate)),
-      target_optimizer=(clipped(optimizers.get(
-          target_optimizer, learning_rate=target_learning_rate))
-                        if method == 'bmg' else None),
-      meta_optimizer=meta_params.MetaOptimizer(
-          learning_rate=meta_learning_rate, epsilon=meta_epsilon,
-          clip_global_norm=meta_clip_global_norm),
-      jit_compile=jit_compile)
-  run = training.Run(root_dir, num_env_steps, step_unit='env steps',
-                     log_every=log_every, checkpoint_every=checkpoint_every,
-                     step_fn=lambda: int(stats.env_steps),
-                     learner=learner, env=env, policy_rng=policy.generator,
-                     replay=replay, context=context, stats=stats)
-  run.restore()
-
-  def export_to(export_dir):
-    learned = method == 'bmg'
-    return export_lib.export_policy(
-        export_dir,
-        head_fn=lambda obs: agent.q_values(agent.params, obs),
-        observation_dim=obs_dim,
-        variables=agent.params + list(meta.variables) + [context.rewards],
-        head='q_values',
-        epsilon_fn=epsilon_fn,
-        meta_fn=(lambda ctx: meta(ctx)) if contextual else (
-            (lambda: meta()) if learned else None),
-        context_dim=context_window if contextual else None,
-        train_step=int(learner.train_step_counter),
-        gin_config=run.operative_config_text())
-
-  if export_only is not None:
-    return run.export(export_to, export_only,
-                      env_steps=int(stats.env_steps),
-                      train_step=int(learner.train_step_counter))
-
-  def epsilon_now():
-    return float(epsilon_fn())
+def _loop(iterate, learner, config, replay, stats, epsilon_fn,
+          steps_per_iteration, method):
+  """The training loop's pieces: windows of reward, entropy and epsilon."""
+  last = []
 
   def snapshot():
     return (int(stats.env_steps), float(stats.total_reward),
             float(stats.entropy_sum), int(stats.rollouts))
 
-  history = []
-  last = snapshot()
-  step = last[0]
-  metrics = {}
-  while step < num_env_steps:
-    collect_fn()
-    if step < min_replay_size:
-      add_fn()
-    else:
-      metrics = learner.step(batches=add_and_sample_fn(),
-                             context=context.value())
+  def begin():
+    last[:] = snapshot()
+
+  def window(metrics):
+    now = snapshot()
+    row = {
+        'reward_per_step': (now[1] - last[1]) / max(1, now[0] - last[0]),
+        'policy_entropy': (now[2] - last[2]) / max(1, now[3] - last[3]),
+        'epsilon': float(epsilon_fn()),
+    }
+    last[:] = now
+    scalars = {('td_loss' if k == 'inner_loss' else k): float(v)
+               for k, v in metrics.items()}
+    return {**scalars, **row}, row
+
+  def summary():
     step = int(stats.env_steps)
-    if run.should_log(step):
-      now = snapshot()
-      window = {
-          'reward_per_step': (now[1] - last[1]) / max(1, now[0] - last[0]),
-          'policy_entropy': (now[2] - last[2]) / max(1, now[3] - last[3]),
-          'epsilon': epsilon_now(),
-      }
-      last = now
-      scalars = {('td_loss' if k == 'inner_loss' else k): float(v)
-                 for k, v in metrics.items()}
-      bad = sorted(k for k, v in scalars.items() if not math.isfinite(v))
-      if bad:
-        raise ValueError(f'training diverged at env step {step}: '
-                         f'non-finite {bad}.')
-      values = run.log(step, {**scalars, **window})
-      if values is not None:
-        row = {'env_steps': step, **window}
-        if 'steps_per_sec' in values:
-          row['env_steps_per_sec'] = values['steps_per_sec']
-        history.append(row)
-        run.record(row)
-    run.maybe_save(step)
-  run.finish(step)
-  result = {
-      'env_steps': step,
-      'reward_per_step': float(stats.total_reward) / max(1, step),
-      'epsilon': epsilon_now(),
-      'learner_updates': (int(learner.train_step_counter) *
-                          config.learner_steps),
-      'replay_frames': int(replay.num_frames()),
-      'env_steps_per_iteration': steps_per_iteration,
-      'history': history,
-  }
-  run.write_result({**result, 'history': run.history('env_steps'),
-                    'method': method, 'seed': seed})
-  if export:
-    export_to(os.path.join(run.root_dir, 'export'))
-  print(f'Q-{method.upper()}: {step} env steps, reward/step '
-        f'{result["reward_per_step"]:.4f}, epsilon {result["epsilon"]:.4f}',
-        flush=True)
-  if not math.isfinite(result['reward_per_step']):
-    raise ValueError('training diverged: non-finite reward per step.')
-  return result
+    return {
+        'env_steps': step,
+        'reward_per_step': float(stats.total_reward) / max(1, step),
+        'epsilon': float(epsilon_fn()),
+        'learner_updates': (int(learner.train_step_counter) *
+                            config.learner_steps),
+        'replay_frames': int(replay.num_frames()),
+        'env_steps_per_iteration': steps_per_iteration,
+    }
+
+  def describe(result):
+    return (f'Q-{method.upper()}: {result["env_steps"]} env steps, '
+            f'reward/step {result["reward_per_step"]:.4f}, epsilon '
+            f'{result["epsilon"]:.4f}')
+
+  return experiment_lib.Loop(iterate=iterate, window=window, summary=summary,
+                             describe=describe, begin=begin)

@@ -40,7 +40,7 @@ import numpy as np
 from bmg_tf.envs import gym_adapter
 
 __all__ = ['MINATAR_GAMES', 'SUITES', 'EpisodicLife', 'make_atari',
-           'make_minatar', 'make_batched_env']
+           'make_minatar', 'make_batched_env', 'env_specs']
 
 MINATAR_GAMES = ('Asterix', 'Breakout', 'Freeway', 'Seaquest',
                  'SpaceInvaders')
@@ -395,3 +395,34 @@ def make_batched_env(
 
   return gym_adapter.GymnasiumVectorEnvironment(
       [env_fn] * int(num_envs), asynchronous=asynchronous, seed=seed)
+
+
+def env_specs(suite: str, game: str, **kwargs):
+  """The TF-Agents specs of `make_batched_env(suite, game, ...)`'s envs.
+
+  Builds one sub-environment in this process, reads its specs and closes
+  it: no vector env, no worker processes.
+
+  Args:
+    suite: 'atari' or 'minatar'.
+    game: Game name for the suite's factory.
+    **kwargs: Keyword arguments of the suite's factory.
+
+  Returns:
+    (time_step_spec, action_spec): the unbatched `array_spec`s, equal to
+    those of the batched environment.
+
+  Raises:
+    ValueError, TypeError: as `make_batched_env`.
+  """
+  if suite not in _FACTORIES:
+    raise ValueError(
+        f'Unknown `suite` {suite!r}; expected one of {", ".join(SUITES)}.')
+  factory, check_game = _FACTORIES[suite]
+  check_game(game)
+  inspect.signature(factory).bind(game, **kwargs)
+  env = gym_adapter.GymnasiumEnvironment(factory(game, **kwargs))
+  try:
+    return env.time_step_spec(), env.action_spec()
+  finally:
+    env.close()

@@ -32,31 +32,31 @@ FRESH = os.path.join(REPO, 'tests', 'tools', 'fresh_signatures.py')
 ENV = {**os.environ, 'TF_USE_LEGACY_KERAS': '1', 'TF_CPP_MIN_LOG_LEVEL': '2'}
 LP = 'learner/learner_params/{}/.ATTRIBUTES/VARIABLE_VALUE'
 CP = 'learner/meta_parameters/contextual/net/{}/.ATTRIBUTES/VARIABLE_VALUE'
-AC = ['two_colors.train_eval.num_env_steps = 200',
-      'two_colors.train_eval.k_steps = 2',
-      'two_colors.train_eval.l_steps = 2',
-      'two_colors.train_eval.fixed_steps_per_call = 2',
-      'two_colors.train_eval.hidden_sizes = (16, 16)',
-      'two_colors.train_eval.meta_hidden_sizes = (8,)',
-      'two_colors.train_eval.meta_learning_rate = 0.05',
-      'two_colors.train_eval.jit_compile = False',
-      'two_colors.train_eval.log_every = 100',
-      'two_colors.train_eval.checkpoint_every = 100']
-Q = ['two_colors_q.train_eval.num_env_steps = 200',
-     'two_colors_q.train_eval.l_steps = 3',
-     'two_colors_q.train_eval.batch_size = 4',
-     'two_colors_q.train_eval.sequence_length = 3',
-     'two_colors_q.train_eval.min_replay_size = 40',
-     'two_colors_q.train_eval.replay_capacity = 200',
-     'two_colors_q.train_eval.hidden_sizes = (16, 16)',
-     'two_colors_q.train_eval.meta_hidden_sizes = (8,)',
-     'two_colors_q.train_eval.meta_learning_rate = 0.05',
-     'two_colors_q.train_eval.jit_compile = False',
-     'two_colors_q.train_eval.log_every = 100',
-     'two_colors_q.train_eval.checkpoint_every = 100']
-TOY = ['toy_regression.train_eval.num_meta_steps = 10',
-       'toy_regression.train_eval.log_every = 5',
-       'toy_regression.train_eval.checkpoint_every = 5']
+AC = ['two_colors.build.num_env_steps = 200',
+      'two_colors.build.k_steps = 2',
+      'two_colors.build.l_steps = 2',
+      'two_colors.build.fixed_steps_per_call = 2',
+      'two_colors.build.hidden_sizes = (16, 16)',
+      'two_colors.build.meta_hidden_sizes = (8,)',
+      'two_colors.build.meta_learning_rate = 0.05',
+      'two_colors.build.jit_compile = False',
+      'two_colors.build.log_every = 100',
+      'two_colors.build.checkpoint_every = 100']
+Q = ['two_colors_q.build.num_env_steps = 200',
+     'two_colors_q.build.l_steps = 3',
+     'two_colors_q.build.batch_size = 4',
+     'two_colors_q.build.sequence_length = 3',
+     'two_colors_q.build.min_replay_size = 40',
+     'two_colors_q.build.replay_capacity = 200',
+     'two_colors_q.build.hidden_sizes = (16, 16)',
+     'two_colors_q.build.meta_hidden_sizes = (8,)',
+     'two_colors_q.build.meta_learning_rate = 0.05',
+     'two_colors_q.build.jit_compile = False',
+     'two_colors_q.build.log_every = 100',
+     'two_colors_q.build.checkpoint_every = 100']
+TOY = ['toy_regression.build.num_meta_steps = 10',
+       'toy_regression.build.log_every = 5',
+       'toy_regression.build.checkpoint_every = 5']
 # name -> (gin file, bindings, signatures, head output, torso activation).
 CASES = {
     'toy_bmg': ('toy/lr_bmg.gin', TOY,
@@ -249,7 +249,7 @@ def test_export_without_checkpoint_is_one_line(tmp_path):
   root.mkdir()
   (root / 'operative_config.gin').write_text(
       'import pipelines.experiment\nimport pipelines.toy_regression\n'
-      'run.experiment = @toy_regression.train_eval\n')
+      'run.experiment = @toy_regression.build\n')
   proc = subprocess.run(
       [sys.executable, '-m', 'pipelines.export', f'--root_dir={root}',
        f'--export_dir={tmp_path / "e"}'], cwd=REPO, env=ENV,

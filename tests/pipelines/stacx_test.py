@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bmg_tf import experiment as experiment_lib
 from pipelines import experiment
 from pipelines import stacx
 
@@ -63,7 +64,7 @@ MINATAR_SMALL = dict(suite='minatar', game='Breakout', method='bmg',
                      log_every=40, checkpoint_every=40)
 
 
-def test_minatar_resume_and_export_only(tmp_path):
+def test_minatar_resume_and_export_without_training(tmp_path, monkeypatch):
   root = str(tmp_path / 'run')
   first = stacx.train_eval(root, num_frames=80, **MINATAR_SMALL)
   assert first['frames'] >= 80
@@ -84,8 +85,13 @@ def test_minatar_resume_and_export_only(tmp_path):
   # re-uses the previous step's last one, so collects 2 (20 frames).
   assert step - step_before >= (200 - first['frames']) // 20 - 1
   export_dir = str(tmp_path / 'exported')
-  out = stacx.train_eval(root, num_frames=200, export_only=export_dir,
-                         **MINATAR_SMALL)
+
+  def no_actors(*args, **kwargs):
+    raise AssertionError('export created the actors\' vector env')
+
+  monkeypatch.setattr(stacx.atari, 'make_batched_env', no_actors)
+  out = experiment_lib.export_experiment(
+      stacx.build(num_frames=200, **MINATAR_SMALL), root, export_dir)
   assert out['train_step'] == step
   loaded = tf.saved_model.load(export_dir)
   assert int(loaded.signatures['metadata']()['train_step']) == step
@@ -103,13 +109,13 @@ def test_minatar_bmg_under_mirrored_strategy_through_the_cli(tmp_path):
   # tests/core/distribute_test.py; here, the pipeline runs, checkpoints and
   # exports with mirrored variables.
   root = tmp_path / 'run'
-  bindings = ["stacx.train_eval.strategy = 'mirrored'",
+  bindings = ["stacx.build.strategy = 'mirrored'",
               'make_strategy.num_cpu_replicas = 2',
-              'stacx.train_eval.num_frames = 100',
-              'stacx.train_eval.num_envs = 4',
-              'stacx.train_eval.unroll_length = 5',
-              'stacx.train_eval.l_steps = 2',
-              'stacx.train_eval.log_every = 50']
+              'stacx.build.num_frames = 100',
+              'stacx.build.num_envs = 4',
+              'stacx.build.unroll_length = 5',
+              'stacx.build.l_steps = 2',
+              'stacx.build.log_every = 50']
   proc = subprocess.run(
       [sys.executable, '-m', 'pipelines.train', f'--gin_file={MINATAR_GIN}',
        f'--root_dir={root}'] + [f'--gin_bindings={b}' for b in bindings],
@@ -146,7 +152,7 @@ def test_bad_settings_raise_naming_the_argument(kwargs, message, tmp_path):
 def test_cli_error_is_one_line(tmp_path):
   with pytest.raises(SystemExit) as exit_info:
     experiment.cli_run('bmg-train', [MINATAR_GIN],
-                       ["stacx.train_eval.game = 'Tetris'"],
+                       ["stacx.build.game = 'Tetris'"],
                        str(tmp_path / 'run'))
   message = str(exit_info.value.code)
   assert message.startswith('bmg-train: error:') and 'Tetris' in message

@@ -67,13 +67,13 @@ def _error_line(proc):
 
 def test_cli_bad_binding_is_one_line(tmp_path):
   proc = _cli(f'--gin_file={TOY_GIN}', f'--root_dir={tmp_path}',
-              '--gin_bindings=toy_regression.train_eval.no_such_arg=1')
+              '--gin_bindings=toy_regression.build.no_such_arg=1')
   assert 'no_such_arg' in _error_line(proc)
 
 
 def test_cli_bad_value_is_one_line(tmp_path):
   proc = _cli(f'--gin_file={TOY_GIN}', f'--root_dir={tmp_path}',
-              '--gin_bindings=toy_regression.train_eval.k_steps=-1')
+              '--gin_bindings=toy_regression.build.k_steps=-1')
   assert 'k_steps' in _error_line(proc)
 
 

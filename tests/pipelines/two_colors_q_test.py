@@ -31,9 +31,9 @@ TINY = dict(l_steps=4, batch_size=8, sequence_length=4, replay_ratio=0.25,
             min_replay_size=60, replay_capacity=1000, hidden_sizes=(16, 16),
             meta_hidden_sizes=(8,), meta_learning_rate=0.05,
             jit_compile=False)
-SMALL = [f'two_colors_q.train_eval.{k} = {v!r}' for k, v in TINY.items()] + [
-    'two_colors_q.train_eval.log_every = 300',
-    'two_colors_q.train_eval.checkpoint_every = 300',
+SMALL = [f'two_colors_q.build.{k} = {v!r}' for k, v in TINY.items()] + [
+    'two_colors_q.build.log_every = 300',
+    'two_colors_q.build.checkpoint_every = 300',
 ]
 ENV = {**os.environ, 'TF_USE_LEGACY_KERAS': '1', 'TF_CPP_MIN_LOG_LEVEL': '2'}
 BUDGET = 2400
@@ -49,7 +49,7 @@ pytestmark = pytest.mark.xdist_group('two_colors_q_pipeline')
 def _cmd(root_dir, steps, *extra):
   args = [sys.executable, '-m', 'pipelines.train', f'--gin_file={BMG_GIN}',
           f'--root_dir={root_dir}']
-  for binding in SMALL + [f'two_colors_q.train_eval.num_env_steps = {steps}',
+  for binding in SMALL + [f'two_colors_q.build.num_env_steps = {steps}',
                           *extra]:
     args.append(f'--gin_bindings={binding}')
   return args
@@ -94,7 +94,7 @@ def whole_run(tmp_path_factory):
   try:
     gin.parse_config_files_and_bindings(
         [BMG_GIN],
-        SMALL + [f'two_colors_q.train_eval.num_env_steps = {BUDGET}'])
+        SMALL + [f'two_colors_q.build.num_env_steps = {BUDGET}'])
     result = experiment.run(root_dir=str(root))
   finally:
     gin.clear_config()
@@ -124,7 +124,7 @@ def test_bmg_run_moves_epsilon_and_fills_the_replay(whole_run):
   assert len(saved['history']) == BUDGET // 300
   assert all(np.isfinite(r['reward_per_step']) and 0 < r['epsilon'] < 1
              for r in saved['history'])
-  assert 'two_colors_q.train_eval' in (
+  assert 'two_colors_q.build' in (
       root / 'operative_config.gin').read_text()
   assert os.listdir(root / 'summaries')
 
@@ -133,7 +133,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path,
                                                            whole_run):
   killed = tmp_path / 'killed'
   proc = subprocess.Popen(
-      _cmd(killed, BUDGET, 'two_colors_q.train_eval.export = False'),
+      _cmd(killed, BUDGET, 'two_colors_q.build.export = False'),
       cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   deadline = time.time() + 300
   try:
@@ -156,7 +156,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path,
   before = _checkpoint_values(killed)
   assert int(before['stats/env_steps/.ATTRIBUTES/VARIABLE_VALUE']) == at_kill
 
-  resumed = _run(killed, BUDGET, 'two_colors_q.train_eval.export = False')
+  resumed = _run(killed, BUDGET, 'two_colors_q.build.export = False')
   assert f'ckpt-{at_kill}' in resumed.stdout, resumed.stdout[-2000:]
   whole, _ = whole_run
   got, want = _checkpoint_values(killed), _checkpoint_values(whole)
@@ -241,7 +241,7 @@ def test_export_loads_in_a_fresh_process_without_bmg_tf(tmp_path,
   assert abs(greedy - (1 - eps + eps / 4)) < 0.03, (greedy, eps)
   assert out['train_step'] == int(
       ckpt['learner/train_step_counter/.ATTRIBUTES/VARIABLE_VALUE'])
-  assert 'two_colors_q.train_eval' in out['gin']
+  assert 'two_colors_q.build' in out['gin']
 
 
 @pytest.mark.parametrize('override, name', [

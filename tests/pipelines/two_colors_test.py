@@ -24,14 +24,14 @@ BMG_GIN = os.path.join(REPO, 'gin', 'two_colors', 'ac_bmg.gin')
 # Every fidelity option at its default: the base the options are tested on.
 PAPER_GIN = os.path.join(REPO, 'gin', 'two_colors', 'ac_bmg_paper.gin')
 SMALL = [
-    'two_colors.train_eval.k_steps = 2',
-    'two_colors.train_eval.l_steps = 3',
-    'two_colors.train_eval.hidden_sizes = (16, 16)',
-    'two_colors.train_eval.meta_hidden_sizes = (8,)',
-    'two_colors.train_eval.meta_learning_rate = 0.01',
-    'two_colors.train_eval.jit_compile = False',
-    'two_colors.train_eval.log_every = 256',
-    'two_colors.train_eval.checkpoint_every = 256',
+    'two_colors.build.k_steps = 2',
+    'two_colors.build.l_steps = 3',
+    'two_colors.build.hidden_sizes = (16, 16)',
+    'two_colors.build.meta_hidden_sizes = (8,)',
+    'two_colors.build.meta_learning_rate = 0.01',
+    'two_colors.build.jit_compile = False',
+    'two_colors.build.log_every = 256',
+    'two_colors.build.checkpoint_every = 256',
 ]
 ENV = {**os.environ, 'TF_USE_LEGACY_KERAS': '1', 'TF_CPP_MIN_LOG_LEVEL': '2'}
 
@@ -39,7 +39,7 @@ ENV = {**os.environ, 'TF_USE_LEGACY_KERAS': '1', 'TF_CPP_MIN_LOG_LEVEL': '2'}
 def _cmd(root_dir, steps, *extra):
   args = [sys.executable, '-m', 'pipelines.train', f'--gin_file={BMG_GIN}',
           f'--root_dir={root_dir}']
-  for binding in SMALL + [f'two_colors.train_eval.num_env_steps = {steps}',
+  for binding in SMALL + [f'two_colors.build.num_env_steps = {steps}',
                           *extra]:
     args.append(f'--gin_bindings={binding}')
   return args
@@ -83,7 +83,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path,
   whole, killed = whole_run, tmp_path / 'killed'
 
   proc = subprocess.Popen(
-      _cmd(killed, budget, 'two_colors.train_eval.export = False'), cwd=REPO,
+      _cmd(killed, budget, 'two_colors.build.export = False'), cwd=REPO,
       env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   deadline = time.time() + 300
   try:
@@ -106,7 +106,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path,
   before = _checkpoint_values(killed)
   assert int(before['stats/env_steps/.ATTRIBUTES/VARIABLE_VALUE']) == at_kill
 
-  resumed = _run(killed, budget, 'two_colors.train_eval.export = False')
+  resumed = _run(killed, budget, 'two_colors.build.export = False')
   assert f'ckpt-{at_kill}' in resumed.stdout, resumed.stdout[-2000:]
   # The restarted run continued from the checkpoint: it ends exactly where
   # the uninterrupted run ends, variable for variable.
@@ -196,7 +196,7 @@ def test_export_loads_in_a_fresh_process_without_bmg_tf(tmp_path,
   np.testing.assert_allclose(out['entropy_weight'], want_ew, rtol=1e-5)
   assert out['train_step'] == int(
       ckpt['learner/train_step_counter/.ATTRIBUTES/VARIABLE_VALUE'])
-  assert 'two_colors.train_eval' in out['gin']
+  assert 'two_colors.build' in out['gin']
   # Wrong shape and wrong dtype are both refused by the signature.
   assert 'accepted' not in out['errors'], out['errors']
   assert (root / 'operative_config.gin').exists()
@@ -204,7 +204,7 @@ def test_export_loads_in_a_fresh_process_without_bmg_tf(tmp_path,
 
 def test_unknown_env_name_is_one_line(tmp_path):
   proc = subprocess.run(
-      _cmd(tmp_path, 64, "two_colors.train_eval.env_name = 'ThreeColors'"),
+      _cmd(tmp_path, 64, "two_colors.build.env_name = 'ThreeColors'"),
       cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
   assert proc.returncode != 0
   lines = [l for l in proc.stderr.splitlines() if 'bmg-train: error' in l]
@@ -282,9 +282,9 @@ def _run_with_bindings(root, bindings):
   gin.clear_config()
   try:
     gin.parse_config_files_and_bindings(
-        [PAPER_GIN], SMALL + ['two_colors.train_eval.num_env_steps = 320',
-                            'two_colors.train_eval.export = False',
-                            'two_colors.train_eval.log_every = 10000'] +
+        [PAPER_GIN], SMALL + ['two_colors.build.num_env_steps = 320',
+                            'two_colors.build.export = False',
+                            'two_colors.build.log_every = 10000'] +
         list(bindings))
     experiment.run(root_dir=root)
   finally:
@@ -303,13 +303,13 @@ def test_fidelity_options_are_bindings_that_take_effect(tmp_path):
   for n in names:
     np.testing.assert_array_equal(again[n], base[n])
   options = {
-      'tanh': ["two_colors.train_eval.context_transform = 'tanh'"],
-      'running': ["two_colors.train_eval.context_transform = 'running_tanh'",
-                  'two_colors.train_eval.context_decay = 0.9'],
-      'random_out': ['two_colors.train_eval.meta_output_kernel_scale = 1.0'],
-      'target_rollouts': ['two_colors.train_eval.target_rollouts = 3'],
+      'tanh': ["two_colors.build.context_transform = 'tanh'"],
+      'running': ["two_colors.build.context_transform = 'running_tanh'",
+                  'two_colors.build.context_decay = 0.9'],
+      'random_out': ['two_colors.build.meta_output_kernel_scale = 1.0'],
+      'target_rollouts': ['two_colors.build.target_rollouts = 3'],
       'fixed_bootstrap': [
-          'two_colors.train_eval.bootstrap_entropy_weight = 0.0'],
+          'two_colors.build.bootstrap_entropy_weight = 0.0'],
   }
   for name, bindings in options.items():
     got = _run_with_bindings(str(tmp_path / name), bindings)
@@ -322,7 +322,7 @@ def test_fidelity_options_are_bindings_that_take_effect(tmp_path):
       # The scale of the fixed squashing is a binding too.
       scaled = _run_with_bindings(
           str(tmp_path / 'tanh_scale'),
-          bindings + ['two_colors.train_eval.context_scale = 0.5'])
+          bindings + ['two_colors.build.context_scale = 0.5'])
       assert any(not np.allclose(scaled[n], got[n], rtol=0, atol=1e-9)
                  for n in names)
     if name == 'target_rollouts':

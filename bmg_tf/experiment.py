@@ -1,0 +1,265 @@
+"""One runner for every experiment: a pipeline builds, the runner runs.
+
+A pipeline's `build(...)` (gin-configurable) wires its objects and returns
+an `Experiment`; it neither loops nor writes files. Then
+
+    result = run_experiment(experiment, root_dir)     # train (or resume)
+    export_experiment(experiment, root_dir, out_dir)  # no training
+
+`run_experiment` owns what every experiment shares, once: the run directory
+(`training.Run`), restore, the loop, the logging windows, `history.jsonl`,
+checkpoints, the finite check, `result.json`, the final export and the last
+line. `export_experiment` restores the latest checkpoint of a run into what
+`build` made and writes the SavedModel; it never calls `Experiment.train`,
+so it creates nothing that only training needs (actors, vector envs).
+
+The split inside an `Experiment`:
+  * `learner`, `trackables`, `export_fn`: what exists without training and
+    what a SavedModel needs;
+  * `train()`: returns a `Loop` and may create training-only objects (Python
+    env workers, actors), whose state it adds to the checkpoint through
+    `Loop.trackables`.
+"""
+
+import dataclasses
+import math
+import os
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+import gin
+import tensorflow as tf
+
+from bmg_tf import training
+
+__all__ = ['Loop', 'Experiment', 'run_experiment', 'export_experiment',
+           'finite_check', 'trainer']
+
+Scalars = Dict[str, float]
+
+
+@dataclasses.dataclass
+class Loop:
+  """The training-only part of an experiment, made by `Experiment.train`.
+
+  Attributes:
+    iterate: `() -> metrics`: one iteration (collect and learn); returns the
+      learner's metrics, a mapping name -> scalar tensor or number (may be
+      empty, e.g. during a replay warm-up).
+    window: `(metrics) -> (scalars, row)`, called when a log is due, with
+      the last iteration's metrics: `scalars` go to TensorBoard and the
+      progress line, `row` (numbers; None drops a key) to
+      `history.jsonl` and the returned history. It may reset window
+      counters.
+    summary: `() -> dict`, the final figures (without 'history').
+    describe: `(result) -> str`, the last line printed.
+    trackables: training-only objects to checkpoint besides the
+      `Experiment`'s (env state, action generators, caches).
+    begin: optional, called once after the restore and before the first
+      iteration (to start the first logging window from the restored
+      counters).
+    close: optional, called when the run ends (also on error).
+  """
+  iterate: Callable[[], Mapping[str, Any]]
+  window: Callable[[Mapping[str, Any]], Tuple[Scalars, Dict[str, Any]]]
+  summary: Callable[[], Dict[str, Any]]
+  describe: Callable[[Dict[str, Any]], str]
+  trackables: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  begin: Optional[Callable[[], None]] = None
+  close: Optional[Callable[[], None]] = None
+
+
+@dataclasses.dataclass
+class Experiment:
+  """What a pipeline's `build` returns.
+
+  Attributes:
+    learner: the `MetaLearner` (checkpointed as 'learner').
+    trackables: other objects to checkpoint that exist without training
+      (context, counters); names are checkpoint keys.
+    export_fn: `(export_dir, gin_config) -> Any`, writes the SavedModel.
+    train: `() -> Loop`, builds what only training needs.
+    progress: `() -> int`, the step count the budget counts (env steps,
+      frames, meta-steps); read after a restore.
+    total_steps: the budget, in `step_unit`s.
+    step_unit: 'env steps', 'frames', 'meta-steps'.
+    step_key: the history rows' step column ('env_steps', 'frames', ...);
+      `history.jsonl` rows carry it.
+    rate_keys: the rows' rate columns (from the second log on): name ->
+      factor times the measured `step_unit`s per second.
+    log_every: steps between logs (a log is due when the count crosses a
+      multiple, and at the end).
+    checkpoint_every: steps between checkpoints.
+    export: write the SavedModel to `root_dir/export` at the end.
+    info: extra entries of `result.json` (method, seed, ...).
+    final_check: `(result) -> Optional[str]`: a divergence message if the
+      final figures are not finite (the run then raises ValueError after
+      saving its result).
+  """
+  learner: Any
+  trackables: Dict[str, Any]
+  export_fn: Callable[[str, str], Any]
+  train: Callable[[], Loop]
+  progress: Callable[[], int]
+  total_steps: int
+  step_unit: str = 'steps'
+  step_key: str = 'step'
+  rate_keys: Mapping[str, float] = dataclasses.field(
+      default_factory=lambda: {'steps_per_sec': 1.0})
+  log_every: int = 1000
+  checkpoint_every: int = 1000
+  export: bool = True
+  info: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  final_check: Optional[Callable[[Dict[str, Any]], Optional[str]]] = None
+
+  def checkpoint_objects(self, loop: Optional[Loop] = None) -> Dict[str, Any]:
+    """The checkpoint's objects: learner, trackables, then the loop's."""
+    objects = {'learner': self.learner, **self.trackables}
+    if loop is not None:
+      clash = set(objects) & set(loop.trackables)
+      if clash:
+        raise ValueError(f'trackables: names used twice: {sorted(clash)}.')
+      objects.update(loop.trackables)
+    return objects
+
+
+def finite_check(values: Mapping[str, Any], what: str) -> Optional[str]:
+  """A one-line divergence message naming the non-finite `values`, or None.
+
+  Args:
+    values: name -> number or scalar tensor.
+    what: where they were seen ('at env step 512').
+  """
+  bad = sorted(k for k, v in values.items()
+               if not math.isfinite(float(v)))
+  if bad:
+    return f'training diverged {what}: non-finite {bad}.'
+  return None
+
+
+def run_experiment(experiment: Experiment, root_dir: str,
+                   output=None) -> Dict[str, Any]:
+  """Trains `experiment` in `root_dir`, resuming from it if possible.
+
+  Args:
+    experiment: what a pipeline's `build` returned.
+    root_dir: the run directory: `checkpoints/`, `summaries/`,
+      `operative_config.gin`, `history.jsonl`, `result.json`, `export/`.
+    output: stream of the progress lines (default stdout).
+
+  Returns:
+    `Loop.summary()` plus 'history': the rows logged by this process
+    (`result.json` holds every row across restarts).
+
+  Raises:
+    ValueError: if the learner's metrics at a log, or the final figures,
+      are not finite (nothing more is saved or exported after a bad log).
+  """
+  loop = experiment.train()
+  try:
+    return _run(experiment, loop, root_dir, output)
+  finally:
+    if loop.close is not None:
+      loop.close()
+
+
+def _run(experiment: Experiment, loop: Loop, root_dir: str,
+         output) -> Dict[str, Any]:
+  """The loop of `run_experiment`, once `loop` exists."""
+  run = training.Run(root_dir, experiment.total_steps,
+                     step_unit=experiment.step_unit,
+                     log_every=experiment.log_every,
+                     checkpoint_every=experiment.checkpoint_every,
+                     output=output, step_fn=experiment.progress,
+                     **experiment.checkpoint_objects(loop))
+  run.restore()
+  if loop.begin is not None:
+    loop.begin()
+  history: List[Dict[str, Any]] = []
+  step = int(experiment.progress())
+  while step < experiment.total_steps:
+    metrics = loop.iterate()
+    step = int(experiment.progress())
+    if run.should_log(step):
+      bad = finite_check(metrics, f'at {experiment.step_unit[:-1]} {step}')
+      if bad:
+        raise ValueError(bad)
+      scalars, row = loop.window(metrics)
+      values = run.log(step, scalars)
+      if values is not None:
+        row = {experiment.step_key: step, **row}
+        if 'steps_per_sec' in values:
+          row.update({k: values['steps_per_sec'] * f
+                      for k, f in experiment.rate_keys.items()})
+        history.append(row)
+        run.record({k: v for k, v in row.items() if v is not None})
+    run.maybe_save(step)
+  run.finish(step)
+  result = {**loop.summary(), 'history': history}
+  run.write_result({**result, 'history': run.history(experiment.step_key),
+                    **experiment.info})
+  bad = (experiment.final_check(result) if experiment.final_check else None)
+  if experiment.export and not bad:
+    experiment.export_fn(os.path.join(run.root_dir, 'export'),
+                         run.operative_config_text())
+  print(loop.describe(result), file=output, flush=True)
+  if bad:
+    raise ValueError(bad)
+  return result
+
+
+def export_experiment(experiment: Experiment, root_dir: str,
+                      export_dir: str, output=None) -> Dict[str, Any]:
+  """Restores the latest checkpoint of `root_dir` and exports it.
+
+  Writes nothing to `root_dir` and never calls `experiment.train`.
+
+  Args:
+    experiment: what the run's `build` made (same configuration).
+    root_dir: a run directory written by `run_experiment`.
+    export_dir: where the SavedModel goes.
+    output: stream of the confirmation line (default stdout).
+
+  Returns:
+    {'export_dir': absolute path, 'checkpoint': the checkpoint restored,
+    'train_step': the learner's step counter, step_key: the progress}.
+
+  Raises:
+    training.RunDirError: if `root_dir` holds no checkpoint.
+  """
+  root_dir = os.path.abspath(os.path.expanduser(root_dir))
+  directory = os.path.join(root_dir, 'checkpoints')
+  latest = tf.train.latest_checkpoint(directory)
+  if latest is None:
+    raise training.RunDirError(
+        f'root_dir: no checkpoint to export in {directory}.')
+  checkpoint = tf.train.Checkpoint(**experiment.checkpoint_objects())
+  # Training-only objects (env state, caches) are in the file but not here.
+  checkpoint.restore(latest).expect_partial().assert_existing_objects_matched()
+  config_path = os.path.join(root_dir, 'operative_config.gin')
+  if os.path.exists(config_path):
+    with open(config_path) as f:
+      gin_config = f.read()
+  else:
+    gin_config = gin.operative_config_str()
+  export_dir = os.path.abspath(os.path.expanduser(export_dir))
+  experiment.export_fn(export_dir, gin_config)
+  print(f'Exported {latest} to {export_dir}', file=output, flush=True)
+  return {'export_dir': export_dir, 'checkpoint': latest,
+          'train_step': int(experiment.learner.train_step_counter),
+          experiment.step_key: int(experiment.progress())}
+
+
+def trainer(build: Callable[..., Experiment]) -> Callable[..., Dict[str, Any]]:
+  """`train_eval(root_dir, **kwargs)`: runs `build(**kwargs)` in `root_dir`.
+
+  The Python entry point of a pipeline (`two_colors.train_eval = trainer(
+  build)`), for notebooks and tests; gin runs go through
+  `pipelines/experiment.run`.
+  """
+
+  def train_eval(root_dir: str, **kwargs) -> Dict[str, Any]:
+    return run_experiment(build(**kwargs), root_dir)
+
+  train_eval.__doc__ = (f'Trains `{build.__module__}.build(**kwargs)` in '
+                        '`root_dir` (`experiment.run_experiment`).')
+  return train_eval
