@@ -69,9 +69,9 @@ def main():
   from bmg_tf.core import meta_learner
   from bmg_tf.core import meta_params
   from bmg_tf.core import optimizers
-  from pipelines import two_colors
+  from bmg_tf.envs import tf_two_colors
 
-  env = two_colors.make_env('TwoColors', batch_size=1, seed=0)
+  env = tf_two_colors.make_env('TwoColors', batch_size=1, seed=0)
   agent = actor_critic.ActorCritic(30, 4, hidden_sizes=(256, 256), seed=0)
   policy = rollout.FunctionalPolicy(env.time_step_spec(), env.action_spec(),
                                     agent.distribution, lambda: agent.params,

@@ -46,48 +46,7 @@ from bmg_tf.core import optimizers
 from bmg_tf.envs import tf_two_colors
 from bmg_tf.networks import mlp
 
-__all__ = ['ENVS', 'make_env', 'RunStats', 'build', 'train_eval']
-
-ENVS = {'TwoColors': tf_two_colors.TFTwoColors}
-
-
-def make_env(env_name: str, **kwargs):
-  """Builds an in-graph env by name; unknown names raise a ValueError."""
-  if env_name not in ENVS:
-    raise ValueError(f'env_name: unknown environment {env_name!r}; known: '
-                     f'{sorted(ENVS)}.')
-  return ENVS[env_name](**kwargs)
-
-
-class RunStats(tf.Module):
-  """Env-step and reward counters, updated in-graph by every collection.
-
-  `env_steps` counts the steps of one stream (per seed). `total_reward` and
-  `entropy_sum` are scalars, or `[N]` (one per seed) with `num_seeds`.
-  """
-
-  def __init__(self, num_seeds: Optional[int] = None):
-    super().__init__(name='run_stats')
-    shape = [] if num_seeds is None else [num_seeds]
-    self.num_seeds = num_seeds
-    self.env_steps = tf.Variable(0, dtype=tf.int64, trainable=False)
-    self.total_reward = tf.Variable(tf.zeros(shape, tf.float64),
-                                    trainable=False)
-    self.entropy_sum = tf.Variable(tf.zeros(shape, tf.float64),
-                                   trainable=False)
-    self.rollouts = tf.Variable(0, dtype=tf.int64, trainable=False)
-
-  def update(self, rollout, entropy):
-    """Counts one rollout: reward `[T, B]`, entropy scalar or `[N]`."""
-    reward = tf.cast(rollout['reward'], tf.float64)
-    steps = tf.size(reward) // (self.num_seeds or 1)
-    self.env_steps.assign_add(tf.cast(steps, tf.int64))
-    self.total_reward.assign_add(
-        tf.reduce_sum(reward) if self.num_seeds is None else
-        tf.reduce_sum(reward, axis=0))
-    self.entropy_sum.assign_add(tf.cast(entropy, tf.float64))
-    self.rollouts.assign_add(1)
-
+__all__ = ['build', 'train_eval']
 
 def _over_rollouts(agent, objectives):
   """The agent's objectives, also taking a tuple of rollouts as a batch.
@@ -252,8 +211,9 @@ def build(env_name: str = 'TwoColors',
   seeds = None if num_seeds == 1 else num_seeds  # The seed axis, if any.
   clip_dims = 0 if seeds is None else 1
   tf.random.set_seed(seed)
-  env = make_env(env_name, flip_period=flip_period, respawn=respawn,
-                 step_cost=step_cost, batch_size=num_seeds, seed=seed)
+  env = tf_two_colors.make_env(env_name, flip_period=flip_period,
+                               respawn=respawn, step_cost=step_cost,
+                               batch_size=num_seeds, seed=seed)
   obs_dim = env.observation_spec().shape[-1]
   num_actions = int(env.action_spec().maximum) + 1
   agent = actor_critic.ActorCritic(
@@ -267,7 +227,7 @@ def build(env_name: str = 'TwoColors',
   context = rollout_lib.RewardContext(
       context_window, num_streams=seeds, transform=context_transform,
       scale=context_scale, decay=context_decay)
-  stats = RunStats(seeds)
+  stats = rollout_lib.RunStats(seeds)
   cache = rollout_lib.RolloutCache(collector.rollout_spec())
   meta = _entropy_meta(method, entropy_weight, contextual, context_window,
                        meta_hidden_sizes, meta_output_kernel_scale, seed,

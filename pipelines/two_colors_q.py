@@ -86,7 +86,7 @@ from bmg_tf.core import bootstrap
 from bmg_tf.core import meta_learner as meta_learner_lib
 from bmg_tf.core import meta_params
 from bmg_tf.core import optimizers
-from pipelines import two_colors
+from bmg_tf.envs import tf_two_colors
 
 __all__ = ['METHODS', 'build', 'train_eval']
 
@@ -223,9 +223,9 @@ def build(env_name: str = 'TwoColors',
                   replay_ratio, batch_size, sequence_length, min_replay_size,
                   replay_capacity)
   tf.random.set_seed(seed)
-  env = two_colors.make_env(env_name, flip_period=flip_period,
-                            respawn=respawn, step_cost=step_cost,
-                            batch_size=1, seed=seed)
+  env = tf_two_colors.make_env(env_name, flip_period=flip_period,
+                               respawn=respawn, step_cost=step_cost,
+                               batch_size=1, seed=seed)
   obs_dim = env.observation_spec().shape[-1]
   num_actions = int(env.action_spec().maximum) + 1
   agent = q_learning.QLearner(obs_dim, num_actions, hidden_sizes=hidden_sizes,
@@ -253,7 +253,7 @@ def build(env_name: str = 'TwoColors',
   replay = replay_lib.SeededUniformReplayBuffer(
       policy.trajectory_spec, batch_size=1, max_length=replay_capacity,
       seed=seed + 3000)
-  stats = two_colors.RunStats()
+  stats = rollout_lib.RunStats()
   collect, add, add_and_sample = _data_fns(
       agent, env, policy, replay, context, stats, epsilon_fn,
       steps_per_iteration, config.batches_per_step, batch_size,

@@ -39,7 +39,7 @@ from tf_agents.trajectories import trajectory as trajectory_lib
 
 __all__ = [
     'CONTEXT_TRANSFORMS', 'FunctionalPolicy', 'RolloutBuffer',
-    'RolloutCollector', 'RewardContext', 'RolloutCache'
+    'RolloutCollector', 'RewardContext', 'RolloutCache', 'RunStats'
 ]
 
 tfd = tfp.distributions
@@ -326,3 +326,33 @@ class RolloutCache(tf.Module):
 
   def read(self) -> Dict[str, tf.Tensor]:
     return {k: v.read_value() for k, v in zip(self._keys, self.storage)}
+
+
+class RunStats(tf.Module):
+  """Env-step and reward counters, updated in-graph by every collection.
+
+  `env_steps` counts the steps of one stream (per seed). `total_reward` and
+  `entropy_sum` are scalars, or `[N]` (one per seed) with `num_seeds`.
+  """
+
+  def __init__(self, num_seeds: Optional[int] = None):
+    super().__init__(name='run_stats')
+    shape = [] if num_seeds is None else [num_seeds]
+    self.num_seeds = num_seeds
+    self.env_steps = tf.Variable(0, dtype=tf.int64, trainable=False)
+    self.total_reward = tf.Variable(tf.zeros(shape, tf.float64),
+                                    trainable=False)
+    self.entropy_sum = tf.Variable(tf.zeros(shape, tf.float64),
+                                   trainable=False)
+    self.rollouts = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+  def update(self, rollout, entropy):
+    """Counts one rollout: reward `[T, B]`, entropy scalar or `[N]`."""
+    reward = tf.cast(rollout['reward'], tf.float64)
+    steps = tf.size(reward) // (self.num_seeds or 1)
+    self.env_steps.assign_add(tf.cast(steps, tf.int64))
+    self.total_reward.assign_add(
+        tf.reduce_sum(reward) if self.num_seeds is None else
+        tf.reduce_sum(reward, axis=0))
+    self.entropy_sum.assign_add(tf.cast(entropy, tf.float64))
+    self.rollouts.assign_add(1)

@@ -1,6 +1,6 @@
-"""The Keras meta-learner: owns the variables and runs the compiled step.
+"""The meta-learner: owns the variables and runs the compiled step.
 
-`MetaLearner` is a `tf_keras` Model that holds
+`MetaLearner` is a `tf.Module` (checkpointable, no forward pass) that holds
 
 * the learner's parameters (variables, in the functional order of the
   networks that use them) and the inner optimizer's state;
@@ -67,8 +67,7 @@ Under a multi-replica strategy:
 
 import contextlib
 import types
-from typing import (Any, Callable, Dict, Iterator, Mapping, Optional, Sequence,
-                    Tuple)
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import gin
 import tensorflow as tf
@@ -80,9 +79,6 @@ from bmg_tf.core import optimizers as optimizers_lib
 
 __all__ = ['MetaLearner']
 
-_MEAN = tf.distribute.ReduceOp.MEAN
-
-
 def _check_finite_params(params):
   for i, p in enumerate(params):
     if not p.dtype.is_floating:
@@ -90,60 +86,8 @@ def _check_finite_params(params):
                        f'{p.dtype.name}.')
 
 
-def _leaves_with_paths(nest, path='batches') -> Iterator[Tuple[str, Any]]:
-  """(path, leaf) pairs of a nest of dicts, lists and tuples, for messages."""
-  if isinstance(nest, Mapping):
-    for key in sorted(nest):
-      yield from _leaves_with_paths(nest[key], f'{path}[{key!r}]')
-  elif isinstance(nest, (list, tuple)):
-    fields = getattr(nest, '_fields', None)
-    for i, item in enumerate(nest):
-      yield from _leaves_with_paths(
-          item, f'{path}.{fields[i]}' if fields else f'{path}[{i}]')
-  elif nest is not None:
-    yield path, nest
-
-
-def _is_tpu(strategy) -> bool:
-  return isinstance(strategy, (tf.distribute.TPUStrategy,
-                               tf.distribute.experimental.TPUStrategy))
-
-
-def _assign(variable, value):
-  return variable.assign(value)
-
-
-def _all_reduce_mean(ctx, tensors):
-  """MEAN all-reduce across replicas of a list of tensors (replica context).
-
-  The tensors are packed into one flat vector per dtype, so that one
-  collective (and far fewer ops) serves all of them. Differentiable at any
-  order: the gradient of TensorFlow's all-reduce is again an all-reduce, and
-  packing is reshapes, concatenation and slicing.
-
-  Args:
-    ctx: the `tf.distribute.ReplicaContext`.
-    tensors: list of float tensors with static shapes.
-
-  Returns:
-    The reduced tensors: a list aligned with `tensors`, same shapes/dtypes.
-  """
-  tensors = [tf.convert_to_tensor(t) for t in tensors]
-  out = [None] * len(tensors)
-  by_dtype = {}
-  for i, t in enumerate(tensors):
-    by_dtype.setdefault(t.dtype, []).append(i)
-  for indices in by_dtype.values():
-    flat = tf.concat([tf.reshape(tensors[i], [-1]) for i in indices], 0)
-    reduced = ctx.all_reduce(_MEAN, flat)
-    sizes = [tensors[i].shape.num_elements() for i in indices]
-    for i, part in zip(indices, tf.split(reduced, sizes)):
-      out[i] = tf.reshape(part, tensors[i].shape)
-  return out
-
-
 @gin.configurable
-class MetaLearner(tf.keras.Model):
+class MetaLearner(tf.Module):
   """Holds learner and meta variables and exposes the compiled meta-step."""
 
   def __init__(self,
@@ -190,7 +134,7 @@ class MetaLearner(tf.keras.Model):
       batch_axis: the axis of every `batches` leaf along which a
         multi-replica strategy splits the global batch (2 for
         `[step, T(+1), B, ...]`); >= 1, since axis 0 indexes the steps.
-      name: model name.
+      name: module name.
 
     Raises:
       ValueError: naming the argument, on inconsistent inputs.
@@ -232,9 +176,9 @@ class MetaLearner(tf.keras.Model):
                    not distribute_lib.is_default_strategy(strategy))
     replicas = strategy.num_replicas_in_sync if distributed else 1
     if distributed:
-      self._check_distributed(strategy, replicas, config, jit_compile,
-                              learner_params, meta_parameters,
-                              meta_optimizer)
+      distribute_lib.check_learner_strategy(
+          strategy, config, jit_compile, learner_params, meta_parameters,
+          meta_optimizer)
     if config.method == 'bmg' and target_optimizer is None:
       lr = inner_optimizer.default_hparams.get('learning_rate', 0.1)
       target_optimizer = optimizers_lib.SGD(learning_rate=lr)
@@ -260,41 +204,8 @@ class MetaLearner(tf.keras.Model):
     self._compiled_step = tf.function(
         self._steps,
         jit_compile=bool(jit_compile) and not (distributed and
-                                               _is_tpu(strategy)),
+                                               distribute_lib.is_tpu(strategy)),
         autograph=False)
-
-  def _check_distributed(self, strategy, replicas, config, jit_compile,
-                         learner_params, meta_parameters, meta_optimizer):
-    """Raises ValueError on what a non-default strategy cannot run."""
-    if jit_compile and not _is_tpu(strategy):
-      raise ValueError(
-          f'jit_compile: not supported under {type(strategy).__name__} (use '
-          f'jit_compile=False; TPUStrategy compiles with XLA by itself): '
-          f'XLA cannot compile a strategy.run whose replicas and mirrored '
-          f'variables live on several devices, and the all-reduce of the '
-          f'inner gradients needs a merge_call, which cannot run inside an '
-          f'XLA-compiled replica function.')
-    if (replicas > 1 and config.method == 'bmg' and
-        config.reduction == 'sum'):
-      raise ValueError(
-          f"config: BMG with reduction='sum' under {replicas} replicas is "
-          f"not the single-device update (each replica sums over its own "
-          f"shard, and the shards' meta-gradients are averaged); use "
-          f"reduction='mean'.")
-    for i, p in enumerate(learner_params):
-      if not strategy.extended.variable_created_in_scope(p):
-        raise ValueError(f'learner_params[{i}]: {p.name} was not created in '
-                         f'strategy.scope().')
-    for v in meta_parameters.trainable_variables:
-      if not strategy.extended.variable_created_in_scope(v):
-        raise ValueError(f'meta_parameters: {v.name} was not created in '
-                         f'strategy.scope().')
-    if meta_optimizer is not None:
-      with strategy.scope():
-        iterations = meta_optimizer.optimizer.iterations
-      if not strategy.extended.variable_created_in_scope(iterations):
-        raise ValueError('meta_optimizer: its Keras optimizer was not '
-                         'created in strategy.scope().')
 
   def _init_variables(self, inner_optimizer, target_optimizer,
                       meta_optimizer):
@@ -346,7 +257,12 @@ class MetaLearner(tf.keras.Model):
   def batch_axis(self) -> int:
     return self._py.batch_axis
 
-  def compute(self, batches=None, context=None) -> bootstrap.MetaStepResult:
+  @property
+  def batch_fn(self) -> Optional[Callable[[int, Any], Any]]:
+    return self._py.batch_fn
+
+  def compute(self, batches=None, context=None,
+              grad_reducer=None) -> bootstrap.MetaStepResult:
     """Runs the engine on the current state without assigning anything.
 
     On one device, on the whole batch, whatever the strategy (call it in
@@ -356,13 +272,12 @@ class MetaLearner(tf.keras.Model):
       batches: nest of tensors with a leading step axis, or None when a
         `batch_fn` was given.
       context: the meta-parameters' context, if they need one.
+      grad_reducer: optional reduction of every inner gradient (the
+        replicas' all-reduce of `distribute.distributed_step`).
 
     Returns:
       `bootstrap.MetaStepResult`.
     """
-    return self._compute(batches, context)
-
-  def _compute(self, batches, context, grad_reducer=None):
     py = self._py
     source = py.batch_fn if py.batch_fn is not None else batches
     target_state = (self._read(self.target_state_vars, py.target_struct)
@@ -382,7 +297,7 @@ class MetaLearner(tf.keras.Model):
 
   def _step(self, batches=None, context=None) -> Dict[str, tf.Tensor]:
     if self._py.strategy is not None:
-      return self._distributed_step(batches, context)
+      return distribute_lib.distributed_step(self, batches, context)
     result = self.compute(batches, context)
     for v, t in zip(self.learner_params, result.params):
       v.assign(t)
@@ -401,88 +316,6 @@ class MetaLearner(tf.keras.Model):
     for key, value in result.info.items():
       metrics[key] = tf.cast(value, tf.float32)
     return metrics
-
-  def _shard(self, batches, replica_id, num_replicas):
-    """Replica `replica_id`'s equal slice of every leaf along batch_axis."""
-    if num_replicas == 1:
-      return batches
-    axis = self._py.batch_axis
-
-    def shard(t):
-      t = tf.convert_to_tensor(t)
-      size = t.shape[axis] // num_replicas
-      begin = [replica_id * size if a == axis else 0
-               for a in range(t.shape.rank)]
-      sizes = [size if a == axis else -1 for a in range(t.shape.rank)]
-      return tf.slice(t, begin, sizes)
-
-    return tf.nest.map_structure(shard, batches)
-
-  def _check_batches(self, batches):
-    """Raises ValueError unless every leaf splits into equal shards."""
-    replicas, axis = self._py.replicas, self._py.batch_axis
-    if batches is None or replicas == 1 or callable(batches):
-      return
-    for path, leaf in _leaves_with_paths(batches):
-      shape = tf.TensorShape(getattr(leaf, 'shape', None))
-      if shape.rank is None or shape.rank <= axis:
-        raise ValueError(f'batches: leaf {path} has shape {shape}, without '
-                         f'the batch axis {axis} to split across {replicas} '
-                         f'replicas.')
-      if shape[axis] is None or shape[axis] % replicas:
-        raise ValueError(f'batches: leaf {path} has batch size {shape[axis]} '
-                         f'(axis {axis} of {shape}), not divisible by the '
-                         f'{replicas} replicas.')
-
-  def _replica_step(self, shards, context):
-    """The engine and the meta update on one replica (replica context)."""
-    ctx = tf.distribute.get_replica_context()
-    reducer = None
-    if ctx.num_replicas_in_sync > 1:
-      # TensorFlow's all-reduce has a gradient (again an all-reduce), exact
-      # at every order, so the meta-tape can differentiate through it.
-      reducer = lambda grads: _all_reduce_mean(ctx, grads)
-    result = self._compute(shards, context, reducer)
-    metrics = {'meta_loss': tf.cast(result.meta_loss, tf.float32)}
-    meta_vars = self.meta_variables
-    if self.config.method != 'fixed' and meta_vars:
-      grads = [tf.zeros_like(v) if g is None else g
-               for g, v in zip(result.meta_grads, meta_vars)]
-      if reducer is not None:
-        grads = reducer(grads)
-      # Reduced already (the same on every replica): Keras must not sum
-      # them again across replicas.
-      metrics['meta_grad_norm'] = self.meta_optimizer.apply(
-          grads, meta_vars, aggregate=False)
-    for key, value in result.info.items():
-      metrics[key] = tf.cast(value, tf.float32)
-    target_state = (tf.nest.flatten(result.target_opt_state)
-                    if result.target_opt_state is not None else [])
-    return (list(result.params), tf.nest.flatten(result.opt_state),
-            target_state, metrics)
-
-  def _distributed_step(self, batches, context) -> Dict[str, tf.Tensor]:
-    """One meta-step under a non-default strategy (cross-replica context)."""
-    strategy = self._py.strategy
-    with strategy.scope(), tf.name_scope('distributed_meta_step'):
-      shards = None
-      if self._py.batch_fn is None:
-        self._check_batches(batches)
-        shards = strategy.experimental_distribute_values_from_function(
-            lambda value_context: self._shard(
-                batches, value_context.replica_id_in_sync_group,
-                value_context.num_replicas_in_sync))
-      params, opt_state, target_state, metrics = strategy.run(
-          self._replica_step, args=(shards, context))
-      # Every replica holds the same values: each keeps its own copy.
-      for variables, values in ((self.learner_params, params),
-                                (self.opt_state_vars, opt_state),
-                                (self.target_state_vars, target_state)):
-        for v, t in zip(variables, values):
-          strategy.extended.update(v, _assign, args=(t,), group=False)
-      self.train_step_counter.assign_add(1)
-      return {key: strategy.reduce(_MEAN, value, axis=None)
-              for key, value in metrics.items()}
 
   def _steps(self, batches=None, context=None) -> Dict[str, tf.Tensor]:
     """`steps_per_call` meta-steps; the metrics of the last."""
@@ -537,9 +370,6 @@ class MetaLearner(tf.keras.Model):
         whose batch axis does not split into equal shards.
     """
     if self._py.batch_fn is None:
-      self._check_batches(batches)
+      distribute_lib.check_batches(batches, self._py.replicas,
+                                   self._py.batch_axis)
     return self._compiled_step(batches, context)
-
-  def call(self, inputs=None, training=None):
-    raise NotImplementedError(
-        'MetaLearner is not a forward model; use step().')

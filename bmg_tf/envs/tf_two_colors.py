@@ -39,7 +39,7 @@ from tf_agents.trajectories import time_step as ts
 
 from bmg_tf.envs import two_colors
 
-__all__ = ['TFTwoColors']
+__all__ = ['TFTwoColors', 'ENVS', 'make_env']
 
 _STATE_KEYS = ('agent', 'objects', 'step', 'reward', 'rng')
 
@@ -330,3 +330,14 @@ class TFTwoColors(tf_environment.TFEnvironment, tf.Module):
         ops.append(self.rng.assign(
             tf.reshape(tf.cast(state['rng'], tf.int64), [2])))
       return tf.group(ops)
+
+
+ENVS = {'TwoColors': TFTwoColors}
+
+
+def make_env(env_name: str, **kwargs):
+  """Builds an in-graph env by name; unknown names raise a ValueError."""
+  if env_name not in ENVS:
+    raise ValueError(f'env_name: unknown environment {env_name!r}; known: '
+                     f'{sorted(ENVS)}.')
+  return ENVS[env_name](**kwargs)
