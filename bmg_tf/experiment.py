@@ -136,8 +136,9 @@ def finite_check(values: Mapping[str, Any], what: str) -> Optional[str]:
   return None
 
 
-def run_experiment(experiment: Experiment, root_dir: str,
-                   output=None) -> Dict[str, Any]:
+def run_experiment(experiment: Experiment, root_dir: str, output=None,
+                   on_setup: Optional[Callable[[], None]] = None
+                   ) -> Dict[str, Any]:
   """Trains `experiment` in `root_dir`, resuming from it if possible.
 
   Args:
@@ -145,6 +146,9 @@ def run_experiment(experiment: Experiment, root_dir: str,
     root_dir: the run directory: `checkpoints/`, `summaries/`,
       `operative_config.gin`, `history.jsonl`, `result.json`, `export/`.
     output: stream of the progress lines (default stdout).
+    on_setup: optional check called once the training loop is built and
+      before the run directory is touched (the gin binding check of
+      `pipelines/experiment.run`); its exceptions propagate.
 
   Returns:
     `Loop.summary()` plus 'history': the rows logged by this process
@@ -156,6 +160,8 @@ def run_experiment(experiment: Experiment, root_dir: str,
   """
   loop = experiment.train()
   try:
+    if on_setup is not None:
+      on_setup()
     return _run(experiment, loop, root_dir, output)
   finally:
     if loop.close is not None:

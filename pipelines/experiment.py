@@ -11,11 +11,12 @@ gin file never imports the module that defines the absl flags.
 
 import os
 import sys
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 import gin
 
-__all__ = ['run', 'cli_fail', 'cli_run']
+__all__ = ['run', 'ineffective_bindings', 'check_bindings', 'cli_fail',
+           'cli_run']
 
 
 @gin.configurable(denylist=['export_dir'])
@@ -37,8 +38,52 @@ def run(root_dir: str, experiment=gin.REQUIRED,
   from bmg_tf import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
   built = experiment()
   if export_dir is not None:
+    # The saved config also binds what only training builds: not checked.
     return experiment_lib.export_experiment(built, root_dir, export_dir)
-  return experiment_lib.run_experiment(built, root_dir)
+  return experiment_lib.run_experiment(built, root_dir,
+                                       on_setup=check_bindings)
+
+
+def ineffective_bindings() -> List[str]:
+  """The parsed gin bindings that no configurable call has applied.
+
+  Gin lets a caller's explicit argument win over a binding, silently (a
+  pipeline that passes `hidden_sizes=` to `ActorCritic` ignores
+  `ActorCritic.hidden_sizes = ...`), and a binding of a configurable that
+  is never called does nothing. Either way the binding is missing from
+  gin's operative config once everything is built.
+
+  Returns:
+    'scope/Name.param' strings, sorted; empty when every binding took
+    effect.
+  """
+  # gin has no public accessor for the parsed and the applied bindings.
+  parsed = gin.config._CONFIG  # pylint: disable=protected-access
+  applied = gin.config._OPERATIVE_CONFIG  # pylint: disable=protected-access
+  out = []
+  for (scope, selector), params in parsed.items():
+    if selector in ('gin.macro', 'gin.constant', 'gin.singleton'):
+      continue  # Their values reach configurables through references.
+    used = applied.get((scope, selector), {})
+    name = selector.split('.')[-1]
+    for param in params:
+      if param not in used:
+        out.append(f'{scope + "/" if scope else ""}{name}.{param}')
+  return sorted(out)
+
+
+def check_bindings() -> None:
+  """Raises ValueError naming every gin binding that had no effect.
+
+  Called by `run` once the experiment and its training loop are built,
+  before the run directory is touched.
+  """
+  ignored = ineffective_bindings()
+  if ignored:
+    raise ValueError(
+        f'gin: these bindings have no effect: {ignored}. The pipeline sets '
+        f'those arguments itself or never builds that object; bind the '
+        f"pipeline's own parameter (`<pipeline>.build.<name>`) instead.")
 
 
 def cli_fail(prog: str, message) -> None:

@@ -23,8 +23,8 @@ GIN_FILES = sorted(glob.glob(os.path.join(GIN_DIR, '**', '*.gin'),
 # in seconds.
 SMOKE_BINDINGS = {
     'toy/*.gin': ['toy_regression.build.num_meta_steps = 12',
-            'toy_regression.build.log_every = 4',
-            'toy_regression.build.checkpoint_every = 6'],
+                  'toy_regression.build.log_every = 4',
+                  'toy_regression.build.checkpoint_every = 6'],
     'two_colors/ac_*.gin': ['two_colors.build.num_env_steps = 300',
                    'two_colors.build.k_steps = 2',
                    'two_colors.build.l_steps = 3',
@@ -88,3 +88,36 @@ def test_gin_file_loads_and_runs(path, tmp_path):
   assert 'run.experiment' in config
   assert os.listdir(tmp_path / 'checkpoints')
   assert os.listdir(tmp_path / 'summaries')
+
+
+TWO_COLORS_BMG = os.path.join(GIN_DIR, 'two_colors', 'ac_bmg.gin')
+TINY_TWO_COLORS = SMOKE_BINDINGS['two_colors/ac_*.gin']
+
+
+def _run_two_colors(tmp_path, extra):
+  gin.clear_config()
+  try:
+    gin.parse_config_files_and_bindings([TWO_COLORS_BMG],
+                                        TINY_TWO_COLORS + extra)
+    return experiment.run(root_dir=str(tmp_path))
+  finally:
+    gin.clear_config()
+
+
+@pytest.mark.parametrize('binding, name', [
+    # The pipeline passes these itself: gin would let its value win.
+    ('ActorCritic.hidden_sizes = (8,)', 'ActorCritic.hidden_sizes'),
+    ('MetaLearner.jit_compile = True', 'MetaLearner.jit_compile'),
+    # A configurable this experiment never builds.
+    ('ImpalaResNet.channels = (4, 4, 4)', 'ImpalaResNet.channels'),
+])
+def test_a_binding_without_effect_is_an_error(binding, name, tmp_path):
+  with pytest.raises(ValueError, match=f'no effect:.*{name}'):
+    _run_two_colors(tmp_path, [binding])
+  assert not os.path.exists(tmp_path / 'checkpoints')
+
+
+def test_a_binding_the_pipeline_leaves_to_gin_takes_effect(tmp_path):
+  _run_two_colors(tmp_path, ["BootstrapConfig.match_batch = 'fresh'"])
+  config = (tmp_path / 'operative_config.gin').read_text()
+  assert "BootstrapConfig.match_batch = 'fresh'" in config
