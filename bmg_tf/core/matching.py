@@ -29,7 +29,7 @@ from __future__ import print_function
 import math
 import numbers
 import types
-from typing import Any, Dict, Mapping, Text, Tuple, Union
+from typing import Any, Dict, Mapping, Tuple, Union
 
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -53,24 +53,23 @@ REDUCTIONS = ('mean', 'sum')
 DistributionOrLogits = Union[tfd.Distribution, tf.Tensor]
 
 
-def _check_reduction(reduction: Text) -> None:
+def _check_reduction(reduction: str) -> None:
   """Raises `ValueError` unless `reduction` is one of `REDUCTIONS`."""
   if not isinstance(reduction, str) or reduction not in REDUCTIONS:
     raise ValueError(
-        '`reduction` must be one of {}, got {!r}.'.format(REDUCTIONS, reduction))
+        f'`reduction` must be one of {REDUCTIONS}, got {reduction!r}.')
 
 
-def _reduce(x: tf.Tensor, reduction: Text) -> tf.Tensor:
+def _reduce(x: tf.Tensor, reduction: str) -> tf.Tensor:
   """Reduces all elements of `x` to a scalar by mean or sum."""
   if reduction == 'mean':
     return tf.reduce_mean(x)
   return tf.reduce_sum(x)
 
 
-def _check_float(x: tf.Tensor, name: Text) -> None:
+def _check_float(x: tf.Tensor, name: str) -> None:
   if not x.dtype.is_floating:
-    raise TypeError('`{}` must have a floating dtype, got {}.'.format(
-        name, x.dtype.name))
+    raise TypeError(f'`{name}` must have a floating dtype, got {x.dtype.name}.')
 
 
 def param_l2(target_params: Any, current_params: Any) -> tf.Tensor:
@@ -101,8 +100,8 @@ def param_l2(target_params: Any, current_params: Any) -> tf.Tensor:
     except (ValueError, TypeError) as e:
       first_line = str(e).strip().splitlines()[0] if str(e).strip() else ''
       raise ValueError(
-          '`target_params` and `current_params` must have the same nested '
-          'structure: {}'.format(first_line)) from None
+          f'`target_params` and `current_params` must have the same nested '
+          f'structure: {first_line}') from None
     targets = tf.nest.flatten(target_params)
     currents = tf.nest.flatten(current_params)
     if not targets:
@@ -118,14 +117,14 @@ def param_l2(target_params: Any, current_params: Any) -> tf.Tensor:
       _check_float(c, 'current_params')
       if t.dtype != c.dtype or (dtype is not None and c.dtype != dtype):
         raise TypeError(
-            '`target_params` and `current_params` leaves must all share one '
-            'dtype; at flat leaf {} got {} and {}.'.format(
-                index, t.dtype.name, c.dtype.name))
+            f'`target_params` and `current_params` leaves must all share one '
+            f'dtype; at flat leaf {index} got {t.dtype.name} and '
+            f'{c.dtype.name}.')
       dtype = c.dtype
       if not t.shape.is_compatible_with(c.shape):
         raise ValueError(
-            '`target_params` and `current_params` have mismatched shapes at '
-            'flat leaf {}: {} vs {}.'.format(index, t.shape, c.shape))
+            f'`target_params` and `current_params` have mismatched shapes at '
+            f'flat leaf {index}: {t.shape} vs {c.shape}.')
       sq_norms.append(tf.reduce_sum(tf.square(tf.stop_gradient(t) - c)))
     return tf.constant(0.5, dtype=dtype) * tf.add_n(sq_norms)
 
@@ -163,8 +162,8 @@ def as_categorical(x: DistributionOrLogits) -> tfd.Categorical:
         allow_nan_stats=x.allow_nan_stats)
   if isinstance(x, tfd.Distribution):
     raise TypeError(
-        'Expected a Categorical/OneHotCategorical distribution or logits, got '
-        '{}.'.format(type(x).__name__))
+        f'Expected a Categorical/OneHotCategorical distribution or logits, '
+        f'got {type(x).__name__}.')
   logits = tf.convert_to_tensor(x)
   _check_float(logits, 'logits')
   if logits.shape.rank == 0:
@@ -197,7 +196,7 @@ def _to_distribution(x: DistributionOrLogits) -> tfd.Distribution:
 
 def policy_kl(target: DistributionOrLogits,
               current: DistributionOrLogits,
-              reduction: Text = 'mean') -> tf.Tensor:
+              reduction: str = 'mean') -> tf.Tensor:
   """KL divergence `KL(pi_target || pi_current)`, reduced over states.
 
   The KL is computed per state with `tfp.distributions.kl_divergence` and then
@@ -248,25 +247,25 @@ def policy_kl(target: DistributionOrLogits,
       c_param = _categorical_param(current_dist)
       if t_param.dtype != c_param.dtype:
         raise TypeError(
-            '`target` and `current` must have the same dtype, got {} and '
-            '{}.'.format(t_param.dtype.name, c_param.dtype.name))
+            f'`target` and `current` must have the same dtype, got '
+            f'{t_param.dtype.name} and {c_param.dtype.name}.')
       if not t_param.shape.is_compatible_with(c_param.shape):
         raise ValueError(
-            '`target` and `current` must have the same batch shape and '
-            'number of actions, got parameter shapes {} and {}.'.format(
-                t_param.shape, c_param.shape))
+            f'`target` and `current` must have the same batch shape and '
+            f'number of actions, got parameter shapes {t_param.shape} and '
+            f'{c_param.shape}.')
     elif not target_dist.batch_shape.is_compatible_with(
         current_dist.batch_shape):
       raise ValueError(
-          '`target` and `current` must have the same batch shape, got {} and '
-          '{}.'.format(target_dist.batch_shape, current_dist.batch_shape))
+          f'`target` and `current` must have the same batch shape, got '
+          f'{target_dist.batch_shape} and {current_dist.batch_shape}.')
     kl = tfd.kl_divergence(target_dist, current_dist)
     return _reduce(kl, reduction)
 
 
 def value_l2(target_values: tf.Tensor,
              current_values: tf.Tensor,
-             reduction: Text = 'mean') -> tf.Tensor:
+             reduction: str = 'mean') -> tf.Tensor:
   """Squared error `0.5 * (stop_gradient(target) - current)^2`, reduced.
 
   Args:
@@ -292,18 +291,17 @@ def value_l2(target_values: tf.Tensor,
     _check_float(current_values, 'current_values')
     if target_values.dtype != current_values.dtype:
       raise TypeError(
-          '`target_values` and `current_values` must have the same dtype, got '
-          '{} and {}.'.format(target_values.dtype.name,
-                              current_values.dtype.name))
+          f'`target_values` and `current_values` must have the same dtype, '
+          f'got {target_values.dtype.name} and {current_values.dtype.name}.')
     if not target_values.shape.is_compatible_with(current_values.shape):
       raise ValueError(
-          '`target_values` and `current_values` must have the same shape, got '
-          '{} and {}.'.format(target_values.shape, current_values.shape))
+          f'`target_values` and `current_values` must have the same shape, '
+          f'got {target_values.shape} and {current_values.shape}.')
     diff = tf.stop_gradient(target_values) - current_values
     return _reduce(0.5 * tf.square(diff), reduction)
 
 
-class MatchingSpec(object):
+class MatchingSpec:
   """Immutable weights of a combination of matching functions.
 
   Example:
@@ -317,7 +315,7 @@ class MatchingSpec(object):
 
   __slots__ = ('_weights', '_reduction')
 
-  def __init__(self, weights: Mapping[Text, float], reduction: Text = 'mean'):
+  def __init__(self, weights: Mapping[str, float], reduction: str = 'mean'):
     """Creates the spec.
 
     Args:
@@ -333,27 +331,27 @@ class MatchingSpec(object):
         or a negative or non-finite weight; or `reduction` is invalid.
     """
     if not isinstance(weights, Mapping):
-      raise TypeError('`weights` must be a mapping from name to float, got '
-                      '{}.'.format(type(weights).__name__))
+      raise TypeError(f'`weights` must be a mapping from name to float, got '
+                      f'{type(weights).__name__}.')
     if not weights:
-      raise ValueError('`weights` must not be empty; valid names are '
-                       '{}.'.format(MATCHING_NAMES))
+      raise ValueError(f'`weights` must not be empty; valid names are '
+                       f'{MATCHING_NAMES}.')
     checked = {}
     for name, weight in weights.items():
       if name not in MATCHING_NAMES:
-        raise ValueError('Unknown matching name {!r} in `weights`; valid names '
-                         'are {}.'.format(name, MATCHING_NAMES))
+        raise ValueError(f'Unknown matching name {name!r} in `weights`; valid '
+                         f'names are {MATCHING_NAMES}.')
       if isinstance(weight, bool) or not isinstance(weight, numbers.Real):
-        raise TypeError('Weight for {!r} must be a real number, got '
-                        '{!r}.'.format(name, weight))
+        raise TypeError(f'Weight for {name!r} must be a real number, got '
+                        f'{weight!r}.')
       weight = float(weight)
       if not math.isfinite(weight) or weight < 0.0:
-        raise ValueError('Weight for {!r} must be finite and non-negative, got '
-                         '{!r}.'.format(name, weight))
+        raise ValueError(f'Weight for {name!r} must be finite and '
+                         f'non-negative, got {weight!r}.')
       checked[name] = weight
     if not any(w > 0.0 for w in checked.values()):
-      raise ValueError('At least one weight in `weights` must be positive, got '
-                       '{!r}.'.format(checked))
+      raise ValueError(f'At least one weight in `weights` must be positive, '
+                       f'got {checked!r}.')
     _check_reduction(reduction)
     ordered = {n: checked[n] for n in MATCHING_NAMES if n in checked}
     object.__setattr__(self, '_weights', types.MappingProxyType(ordered))
@@ -366,17 +364,17 @@ class MatchingSpec(object):
     raise AttributeError('MatchingSpec is immutable.')
 
   @property
-  def weights(self) -> Mapping[Text, float]:
+  def weights(self) -> Mapping[str, float]:
     """Read-only mapping name -> weight (including zero weights)."""
     return self._weights
 
   @property
-  def reduction(self) -> Text:
+  def reduction(self) -> str:
     """`'mean'` or `'sum'`."""
     return self._reduction
 
   @property
-  def names(self) -> Tuple[Text, ...]:
+  def names(self) -> Tuple[str, ...]:
     """Names with non-zero weight, in `MATCHING_NAMES` order."""
     return tuple(n for n, w in self._weights.items() if w != 0.0)
 
@@ -390,13 +388,13 @@ class MatchingSpec(object):
     return hash((tuple(self._weights.items()), self._reduction))
 
   def __repr__(self):
-    return 'MatchingSpec(weights={!r}, reduction={!r})'.format(
-        dict(self._weights), self._reduction)
+    return (f'MatchingSpec(weights={dict(self._weights)!r}, '
+            f'reduction={self._reduction!r})')
 
 
 def combine(spec: MatchingSpec,
-            terms: Mapping[Text, tf.Tensor]
-           ) -> Tuple[tf.Tensor, Dict[Text, tf.Tensor]]:
+            terms: Mapping[str, tf.Tensor]
+           ) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
   """Weighted sum of matching terms.
 
   Args:
@@ -418,28 +416,29 @@ def combine(spec: MatchingSpec,
       `terms` contains a name not in `MATCHING_NAMES` (likely a typo).
   """
   if not isinstance(spec, MatchingSpec):
-    raise TypeError('`spec` must be a MatchingSpec, got {}.'.format(
-        type(spec).__name__))
+    raise TypeError(f'`spec` must be a MatchingSpec, got '
+                    f'{type(spec).__name__}.')
   for name in terms:
     if name not in MATCHING_NAMES:
-      raise ValueError('Unknown matching name {!r} in `terms`; valid names '
-                       'are {}.'.format(name, MATCHING_NAMES))
+      raise ValueError(f'Unknown matching name {name!r} in `terms`; valid '
+                       f'names are {MATCHING_NAMES}.')
   with tf.name_scope('combine_matching'):
     used = {}
     for name in spec.names:
       if name not in terms:
-        raise ValueError('Missing matching term {!r} in `terms` (required by '
-                         'the spec {!r}).'.format(name, spec))
+        raise ValueError(f'Missing matching term {name!r} in `terms` '
+                         f'(required by the spec {spec!r}).')
       term = tf.convert_to_tensor(terms[name])
-      _check_float(term, 'terms[{!r}]'.format(name))
+      _check_float(term, f'terms[{name!r}]')
       if term.shape.rank is not None and term.shape.rank != 0:
-        raise ValueError('Matching term {!r} must be a scalar, got shape '
-                         '{}.'.format(name, term.shape))
+        raise ValueError(f'Matching term {name!r} must be a scalar, got shape '
+                         f'{term.shape}.')
       used[name] = term
     dtypes = {t.dtype for t in used.values()}
     if len(dtypes) > 1:
-      raise TypeError('All matching terms must have the same dtype, got '
-                      '{}.'.format({n: t.dtype.name for n, t in used.items()}))
+      names = {n: t.dtype.name for n, t in used.items()}
+      raise TypeError(f'All matching terms must have the same dtype, got '
+                      f'{names}.')
     total = tf.add_n([
         tf.constant(spec.weights[n], dtype=t.dtype) * t
         for n, t in used.items()

@@ -68,7 +68,7 @@ import collections.abc
 import math
 import numbers
 from typing import (Any, Dict, List, Mapping, NamedTuple, Optional, Sequence,
-                    Text, Tuple, Union)
+                    Tuple, Union)
 
 import numpy as np
 import tensorflow as tf
@@ -150,8 +150,8 @@ def _is_python_number(value: Any) -> bool:
           not isinstance(value, (bool, np.bool_)))
 
 
-def _validate_hparam(name: Text, value: Any, allowed: Tuple[float, float, bool],
-                     what: Text = 'argument') -> float:
+def _validate_hparam(name: str, value: Any, allowed: Tuple[float, float, bool],
+                     what: str = 'argument') -> float:
   """Checks a Python-number hyperparameter; returns it as a `float`.
 
   Args:
@@ -168,12 +168,11 @@ def _validate_hparam(name: Text, value: Any, allowed: Tuple[float, float, bool],
   """
   low, high, high_inclusive = allowed
   if math.isinf(high):
-    range_text = '>= {}'.format(low)
+    range_text = f'>= {low}'
   else:
-    range_text = 'in [{}, {}{}'.format(low, high,
-                                       ']' if high_inclusive else ')')
-  message = '{} `{}` must be a finite real number {}, got {!r}.'.format(
-      what.capitalize(), name, range_text, value)
+    range_text = f"in [{low}, {high}{']' if high_inclusive else ')'}"
+  message = (f'{what.capitalize()} `{name}` must be a finite real number '
+             f'{range_text}, got {value!r}.')
   if not _is_python_number(value):
     raise ValueError(message)
   value = float(value)
@@ -184,12 +183,12 @@ def _validate_hparam(name: Text, value: Any, allowed: Tuple[float, float, bool],
   return value
 
 
-def _as_tensor_list(values: Any, arg_name: Text) -> List[Any]:
+def _as_tensor_list(values: Any, arg_name: str) -> List[Any]:
   """Returns `values` as a Python list; rejects a single tensor."""
   if (isinstance(values, (tf.Tensor, tf.Variable, np.ndarray, str)) or
       not isinstance(values, collections.abc.Sequence)):
-    raise TypeError('`{}` must be a list or tuple of tensors, got {}.'.format(
-        arg_name, type(values).__name__))
+    raise TypeError(f'`{arg_name}` must be a list or tuple of tensors, got '
+                    f'{type(values).__name__}.')
   return list(values)
 
 
@@ -199,12 +198,11 @@ def _check_params(params: Any) -> TensorList:
   out = []
   for i, p in enumerate(params):
     if p is None:
-      raise ValueError('`params[{}]` is None.'.format(i))
+      raise ValueError(f'`params[{i}]` is None.')
     p = tf.convert_to_tensor(p) if not isinstance(p, tf.Variable) else p
     if not p.dtype.is_floating:
       raise ValueError(
-          '`params[{}]` must have a floating dtype, got {}.'.format(
-              i, p.dtype.name))
+          f'`params[{i}]` must have a floating dtype, got {p.dtype.name}.')
     out.append(p)
   return out
 
@@ -214,8 +212,7 @@ def _check_grads(grads: Any, params: TensorList) -> TensorList:
   grads = _as_tensor_list(grads, 'grads')
   if len(grads) != len(params):
     raise ValueError(
-        '`grads` has {} elements but `params` has {}.'.format(
-            len(grads), len(params)))
+        f'`grads` has {len(grads)} elements but `params` has {len(params)}.')
   out = []
   for i, (g, p) in enumerate(zip(grads, params)):
     if g is None:
@@ -224,38 +221,38 @@ def _check_grads(grads: Any, params: TensorList) -> TensorList:
     g = tf.convert_to_tensor(g)  # Also densifies tf.IndexedSlices.
     if g.dtype != p.dtype:
       raise ValueError(
-          '`grads[{}]` has dtype {} but `params[{}]` has dtype {}.'.format(
-              i, g.dtype.name, i, p.dtype.name))
+          f'`grads[{i}]` has dtype {g.dtype.name} but `params[{i}]` has dtype '
+          f'{p.dtype.name}.')
     if not g.shape.is_compatible_with(p.shape):
       raise ValueError(
-          '`grads[{}]` has shape {} but `params[{}]` has shape {}.'.format(
-              i, g.shape, i, p.shape))
+          f'`grads[{i}]` has shape {g.shape} but `params[{i}]` has shape '
+          f'{p.shape}.')
     out.append(g)
   return out
 
 
-def _check_slots(slots: Any, params: TensorList, field: Text) -> None:
+def _check_slots(slots: Any, params: TensorList, field: str) -> None:
   """Checks that a per-parameter state field matches `params`."""
   if not isinstance(slots, (tuple, list)):
-    raise ValueError('`state.{}` must be a tuple of tensors, got {}.'.format(
-        field, type(slots).__name__))
+    raise ValueError(f'`state.{field}` must be a tuple of tensors, got '
+                     f'{type(slots).__name__}.')
   if len(slots) != len(params):
-    raise ValueError('`state.{}` has {} elements but `params` has {}.'.format(
-        field, len(slots), len(params)))
+    raise ValueError(f'`state.{field}` has {len(slots)} elements but `params` '
+                     f'has {len(params)}.')
   for i, (s, p) in enumerate(zip(slots, params)):
     shape = getattr(s, 'shape', None)
     if shape is None or not tf.TensorShape(shape).is_compatible_with(p.shape):
       raise ValueError(
-          '`state.{}[{}]` has shape {} but `params[{}]` has shape {}.'.format(
-              field, i, shape, i, p.shape))
+          f'`state.{field}[{i}]` has shape {shape} but `params[{i}]` has '
+          f'shape {p.shape}.')
     dtype = getattr(s, 'dtype', None)
     if dtype is not None and tf.as_dtype(dtype) != p.dtype:
       raise ValueError(
-          '`state.{}[{}]` has dtype {} but `params[{}]` has dtype {}.'.format(
-              field, i, tf.as_dtype(dtype).name, i, p.dtype.name))
+          f'`state.{field}[{i}]` has dtype {tf.as_dtype(dtype).name} but '
+          f'`params[{i}]` has dtype {p.dtype.name}.')
 
 
-def _check_broadcast(value: tf.Tensor, param: tf.Tensor, name: Text) -> None:
+def _check_broadcast(value: tf.Tensor, param: tf.Tensor, name: str) -> None:
   """Raises `ValueError` unless `value`'s static shape broadcasts to `param`'s.
 
   Args:
@@ -271,11 +268,11 @@ def _check_broadcast(value: tf.Tensor, param: tf.Tensor, name: Text) -> None:
     bshape = None
   if bshape is None or not bshape.is_compatible_with(param.shape):
     raise ValueError(
-        'Hyperparameter `{}` has shape {}, which does not broadcast to the '
-        'parameter shape {}.'.format(name, value.shape, param.shape))
+        f'Hyperparameter `{name}` has shape {value.shape}, which does not '
+        f'broadcast to the parameter shape {param.shape}.')
 
 
-class _CastHParams(object):
+class _CastHParams:
   """Resolved hyperparameters, cast to each parameter's dtype on demand.
 
   Casts are computed once per (name, dtype) and reused across parameters.
@@ -284,11 +281,11 @@ class _CastHParams(object):
   bit-identical results.
   """
 
-  def __init__(self, values: Mapping[Text, HParam]):
+  def __init__(self, values: Mapping[str, HParam]):
     self._values = values
     self._cache = {}
 
-  def get(self, name: Text, param: tf.Tensor) -> tf.Tensor:
+  def get(self, name: str, param: tf.Tensor) -> tf.Tensor:
     """Hyperparameter `name` as a tensor of `param`'s dtype."""
     key = (name, param.dtype)
     if key not in self._cache:
@@ -301,9 +298,9 @@ class _CastHParams(object):
     _check_broadcast(value, param, name)
     return value
 
-  def one_minus(self, name: Text, param: tf.Tensor) -> tf.Tensor:
+  def one_minus(self, name: str, param: tf.Tensor) -> tf.Tensor:
     """`1 - hparams[name]` as a tensor of `param`'s dtype."""
-    key = ('1-' + name, param.dtype)
+    key = (f"1-{name}", param.dtype)
     if key not in self._cache:
       value = self._values[name]
       if _is_python_number(value):
@@ -352,7 +349,7 @@ def _safe_div(numerator: tf.Tensor, denominator: tf.Tensor) -> tf.Tensor:
   return tf.where(nonzero, numerator / safe_den, tf.zeros_like(numerator))
 
 
-class Optimizer(object):
+class Optimizer:
   """Base class of the functional optimizers.
 
   Subclasses set `hparam_names` and `_hparam_ranges`, and implement
@@ -365,8 +362,8 @@ class Optimizer(object):
       its `hparams` argument (and the constructor as keyword arguments).
   """
 
-  hparam_names: Tuple[Text, ...] = ()
-  _hparam_ranges: Dict[Text, Tuple[float, float, bool]] = {}
+  hparam_names: Tuple[str, ...] = ()
+  _hparam_ranges: Dict[str, Tuple[float, float, bool]] = {}
 
   def __init__(self, **default_hparams: float):
     """Validates and stores the default hyperparameters.
@@ -381,34 +378,34 @@ class Optimizer(object):
     for name in default_hparams:
       if name not in self.hparam_names:
         raise ValueError(
-            'Unknown hyperparameter `{}` for {}; valid: {}.'.format(
-                name, type(self).__name__, self.hparam_names))
+            f'Unknown hyperparameter `{name}` for {type(self).__name__}; '
+            f'valid: {self.hparam_names}.')
     self._defaults = {}
     for name in self.hparam_names:
       if name not in default_hparams:
-        raise ValueError('Missing hyperparameter `{}` for {}.'.format(
-            name, type(self).__name__))
+        raise ValueError(f'Missing hyperparameter `{name}` for '
+                         f'{type(self).__name__}.')
       self._defaults[name] = _validate_hparam(
           name, default_hparams[name], self._hparam_ranges[name])
 
   @property
-  def default_hparams(self) -> Dict[Text, float]:
+  def default_hparams(self) -> Dict[str, float]:
     """A copy of the constructor's hyperparameters (Python floats)."""
     return dict(self._defaults)
 
-  def __repr__(self) -> Text:
-    args = ', '.join('{}={!r}'.format(k, v) for k, v in self._config().items())
-    return '{}({})'.format(type(self).__name__, args)
+  def __repr__(self) -> str:
+    args = ', '.join(f'{k}={v!r}' for k, v in self._config().items())
+    return f'{type(self).__name__}({args})'
 
-  def _config(self) -> Dict[Text, Any]:
+  def _config(self) -> Dict[str, Any]:
     return dict(self._defaults)
 
-  def _scope(self, op: Text) -> Text:
-    return '{}_{}'.format(type(self).__name__.lower(), op)
+  def _scope(self, op: str) -> str:
+    return f'{type(self).__name__.lower()}_{op}'
 
   def resolve_hparams(
-      self, hparams: Optional[Mapping[Text, HParam]] = None
-  ) -> Dict[Text, HParam]:
+      self, hparams: Optional[Mapping[str, HParam]] = None
+  ) -> Dict[str, HParam]:
     """Merges per-call `hparams` over the defaults.
 
     Args:
@@ -425,15 +422,15 @@ class Optimizer(object):
     if hparams is None:
       return resolved
     if not isinstance(hparams, collections.abc.Mapping):
-      raise ValueError('`hparams` must be a mapping or None, got {}.'.format(
-          type(hparams).__name__))
+      raise ValueError(f'`hparams` must be a mapping or None, got '
+                       f'{type(hparams).__name__}.')
     for name, value in hparams.items():
       if name not in self.hparam_names:
         raise ValueError(
-            'Unknown hyperparameter `{}` for {}; valid: {}.'.format(
-                name, type(self).__name__, self.hparam_names))
+            f'Unknown hyperparameter `{name}` for {type(self).__name__}; '
+            f'valid: {self.hparam_names}.')
       if value is None:
-        raise ValueError('Hyperparameter `{}` is None.'.format(name))
+        raise ValueError(f'Hyperparameter `{name}` is None.')
       if _is_python_number(value):
         value = _validate_hparam(name, value, self._hparam_ranges[name],
                                  what='hyperparameter')
@@ -460,7 +457,7 @@ class Optimizer(object):
       grads: Sequence[Optional[tf.Tensor]],
       state: Any,
       params: Sequence[tf.Tensor],
-      hparams: Optional[Mapping[Text, HParam]] = None,
+      hparams: Optional[Mapping[str, HParam]] = None,
   ) -> Tuple[TensorList, Any]:
     """Applies one optimizer step, as differentiable TF ops.
 
@@ -505,8 +502,8 @@ class Optimizer(object):
 
 def _check_state_type(state: Any, state_cls: type) -> None:
   if not isinstance(state, state_cls):
-    raise ValueError('`state` must be a {}, got {}.'.format(
-        state_cls.__name__, type(state).__name__))
+    raise ValueError(f'`state` must be a {state_cls.__name__}, got '
+                     f'{type(state).__name__}.')
 
 
 class SGD(Optimizer):
@@ -527,7 +524,7 @@ class SGD(Optimizer):
     Raises:
       ValueError: If `learning_rate` is invalid.
     """
-    super(SGD, self).__init__(learning_rate=learning_rate)
+    super().__init__(learning_rate=learning_rate)
 
   def _init(self, params):
     return SGDState()
@@ -571,13 +568,13 @@ class Momentum(Optimizer):
       ValueError: If an argument is invalid.
     """
     if not isinstance(nesterov, (bool, np.bool_)):
-      raise ValueError('`nesterov` must be a bool, got {!r}.'.format(nesterov))
-    super(Momentum, self).__init__(
+      raise ValueError(f'`nesterov` must be a bool, got {nesterov!r}.')
+    super().__init__(
         learning_rate=learning_rate, momentum=momentum)
     self.nesterov = bool(nesterov)
 
   def _config(self):
-    config = super(Momentum, self)._config()
+    config = super()._config()
     config['nesterov'] = self.nesterov
     return config
 
@@ -648,15 +645,15 @@ class RMSProp(Optimizer):
       ValueError: If an argument is invalid.
     """
     if not isinstance(centered, (bool, np.bool_)):
-      raise ValueError('`centered` must be a bool, got {!r}.'.format(centered))
-    super(RMSProp, self).__init__(
+      raise ValueError(f'`centered` must be a bool, got {centered!r}.')
+    super().__init__(
         learning_rate=learning_rate, rho=rho, epsilon=epsilon,
         momentum=momentum)
     self.centered = bool(centered)
     self._use_momentum = self._defaults['momentum'] > 0
 
   def _config(self):
-    config = super(RMSProp, self)._config()
+    config = super()._config()
     config['centered'] = self.centered
     return config
 
@@ -666,7 +663,7 @@ class RMSProp(Optimizer):
       raise ValueError(
           'Hyperparameter `momentum` cannot be overridden: this RMSProp was '
           'built with momentum=0 and has no momentum buffer.')
-    return super(RMSProp, self).resolve_hparams(hparams)
+    return super().resolve_hparams(hparams)
 
   def _init(self, params):
     zeros = lambda: tuple(tf.zeros_like(p) for p in params)
@@ -749,7 +746,7 @@ class Adam(Optimizer):
     Raises:
       ValueError: If an argument is invalid.
     """
-    super(Adam, self).__init__(
+    super().__init__(
         learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2,
         epsilon=epsilon)
 
@@ -763,8 +760,8 @@ class Adam(Optimizer):
     _check_state_type(state, AdamState)
     count_shape = getattr(state.count, 'shape', None)
     if count_shape is None or tf.TensorShape(count_shape).rank not in (0, None):
-      raise ValueError('`state.count` must be a scalar, got shape {}.'.format(
-          count_shape))
+      raise ValueError(f'`state.count` must be a scalar, got shape '
+                       f'{count_shape}.')
     _check_slots(state.mu, params, 'mu')
     _check_slots(state.nu, params, 'nu')
 
@@ -875,20 +872,30 @@ class GlobalNormClipped(Optimizer):
       ValueError: naming `clip_norm` or `optimizer`.
     """
     if not isinstance(optimizer, Optimizer):
-      raise ValueError('`optimizer` must be an Optimizer, got {}.'.format(
-          type(optimizer).__name__))
+      raise ValueError(f'`optimizer` must be an Optimizer, got '
+                       f'{type(optimizer).__name__}.')
     if (not _is_python_number(clip_norm) or not math.isfinite(clip_norm) or
         clip_norm <= 0):
-      raise ValueError('`clip_norm` must be a finite number > 0, got '
-                       '{!r}.'.format(clip_norm))
-    self.hparam_names = optimizer.hparam_names
-    self._hparam_ranges = optimizer._hparam_ranges  # pylint: disable=protected-access
-    self._defaults = optimizer.default_hparams
+      raise ValueError(f'`clip_norm` must be a finite number > 0, got '
+                       f'{clip_norm!r}.')
+    # Composes: the wrapped optimizer keeps its hyperparameters, ranges and
+    # state; this object only clips the gradients it is given.
     self._optimizer = optimizer
     if batch_dims not in (0, 1):
       raise ValueError(f'batch_dims: must be 0 or 1, got {batch_dims!r}.')
     self.clip_norm = float(clip_norm)
     self.batch_dims = int(batch_dims)
+
+  @property
+  def hparam_names(self) -> Tuple[str, ...]:
+    return self._optimizer.hparam_names
+
+  @property
+  def default_hparams(self) -> Dict[str, float]:
+    return self._optimizer.default_hparams
+
+  def resolve_hparams(self, hparams=None):
+    return self._optimizer.resolve_hparams(hparams)
 
   def _config(self):
     config = {'optimizer': self._optimizer, 'clip_norm': self.clip_norm}
@@ -908,7 +915,7 @@ class GlobalNormClipped(Optimizer):
         params, hparams)
 
 
-def get(name: Text, **hparams: Any) -> Optimizer:
+def get(name: str, **hparams: Any) -> Optimizer:
   """Builds an optimizer by name.
 
   Args:
@@ -925,10 +932,9 @@ def get(name: Text, **hparams: Any) -> Optimizer:
   """
   key = name.lower() if isinstance(name, str) else None
   if key not in _REGISTRY:
-    raise ValueError('Unknown optimizer {!r}; valid names: {}.'.format(
-        name, OPTIMIZER_NAMES))
+    raise ValueError(f'Unknown optimizer {name!r}; valid names: '
+                     f'{OPTIMIZER_NAMES}.')
   try:
     return _REGISTRY[key](**hparams)
   except TypeError as e:  # Unknown or missing keyword argument.
-    raise ValueError('Bad arguments for optimizer {!r}: {}'.format(
-        key, e)) from None
+    raise ValueError(f'Bad arguments for optimizer {key!r}: {e}') from None
