@@ -9,12 +9,19 @@ the run directory. `--gin_bindings` override the saved config (for example
 `two_colors.train_eval.jit_compile = False`: the step is not run anyway).
 The signatures are those of `bmg_tf/export.py`. Errors print one line; set
 BMG_TF_DEBUG=1 for the traceback.
+
+Runs trained before the one-runner refactor saved their config under the
+old entry point names (`two_colors.train_eval.*`); they are read as the
+new ones (`two_colors.build.*`), which take the same settings.
 """
 
 import os
 
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import re
+import tempfile
 
 from absl import app
 from absl import flags
@@ -30,6 +37,26 @@ flags.DEFINE_multi_string('gin_bindings', [],
                           'Gin bindings overriding the saved config.')
 
 FLAGS = flags.FLAGS
+
+# The pipelines whose entry point `train_eval` became `build`; a saved
+# config names it in full (`@two_colors.train_eval`) or, for a parameter,
+# by its shortest unique name (`train_eval.seed = 0`).
+_RENAMED = re.compile(
+    r'\b(two_colors_q|two_colors|stacx|toy_regression)\.train_eval\b')
+_RENAMED_SHORT = re.compile(r'^train_eval\.', re.MULTILINE)
+
+
+def _current_names(config_path: str, scratch: str) -> str:
+  """`config_path`, or a copy in `scratch` with the old names renamed."""
+  with open(config_path) as f:
+    text = f.read()
+  renamed = _RENAMED_SHORT.sub('build.', _RENAMED.sub(r'\1.build', text))
+  if renamed == text:
+    return config_path
+  path = os.path.join(scratch, 'operative_config.gin')
+  with open(path, 'w') as f:
+    f.write(renamed)
+  return path
 
 
 def _fail(message: str):
@@ -54,8 +81,9 @@ def main(argv):
   export_dir = os.path.abspath(os.path.expanduser(FLAGS.export_dir))
   if export_dir == root_dir:
     _fail('--export_dir: must differ from --root_dir.')
-  experiment.cli_run('bmg-export', [config], FLAGS.gin_bindings, root_dir,
-                     export_dir=export_dir)
+  with tempfile.TemporaryDirectory() as scratch:
+    experiment.cli_run('bmg-export', [_current_names(config, scratch)],
+                       FLAGS.gin_bindings, root_dir, export_dir=export_dir)
 
 
 def run_main():

@@ -260,3 +260,33 @@ def test_export_without_checkpoint_is_one_line(tmp_path):
       proc.stderr[-2000:])
   assert not (tmp_path / 'e').exists()
   assert [p.name for p in root.iterdir()] == ['operative_config.gin']
+
+
+def test_export_reads_a_config_saved_under_the_old_entry_point(tmp_path):
+  # Runs trained before the one-runner refactor bound
+  # `toy_regression.train_eval.*`; bmg-export reads them as `build`.
+  root = tmp_path / 'run'
+  gin.clear_config()
+  try:
+    gin.parse_config_files_and_bindings(
+        [os.path.join(REPO, 'gin', 'toy', 'lr_bmg.gin')], TOY)
+    experiment.run(root_dir=str(root))
+  finally:
+    gin.clear_config()
+  config = root / 'operative_config.gin'
+  # What the old code wrote: `@toy_regression.train_eval`, and parameters
+  # by their shortest unique name.
+  old = re.sub(r'^build\.', 'train_eval.', config.read_text(),
+               flags=re.MULTILINE).replace('@toy_regression.build',
+                                           '@toy_regression.train_eval')
+  assert 'train_eval.num_meta_steps = 10' in old
+  assert 'run.experiment = @toy_regression.train_eval' in old
+  config.write_text(old)
+  proc = subprocess.run(
+      [sys.executable, '-m', 'pipelines.export', f'--root_dir={root}',
+       f'--export_dir={tmp_path / "e"}'], cwd=REPO, env=ENV,
+      capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  loaded = tf.saved_model.load(str(tmp_path / 'e'))
+  assert int(loaded.signatures['metadata']()['train_step']) == 10
+  assert config.read_text() == old  # The run directory is untouched.
