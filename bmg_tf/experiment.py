@@ -27,12 +27,13 @@ import os
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import gin
+import numpy as np
 import tensorflow as tf
 
 from bmg_tf import training
 
 __all__ = ['Loop', 'Experiment', 'run_experiment', 'export_experiment',
-           'finite_check', 'trainer']
+           'finite_check', 'nonfinite_state', 'trainer']
 
 Scalars = Dict[str, float]
 
@@ -136,6 +137,27 @@ def finite_check(values: Mapping[str, Any], what: str) -> Optional[str]:
   return None
 
 
+def nonfinite_state(objects: Mapping[str, Any]) -> List[str]:
+  """Names of the float variables of `objects` holding NaN or inf.
+
+  Args:
+    objects: checkpoint name -> trackable (`tf.Module`s are searched; other
+      trackables, such as a `tf.random.Generator`, hold no floats).
+
+  Returns:
+    '<name>/<variable name>' strings, in the objects' order.
+  """
+  bad = []
+  for name, obj in objects.items():
+    variables = getattr(obj, 'variables', ())
+    if callable(variables):  # TF-Agents replay buffers: a method.
+      variables = variables()
+    for v in variables:
+      if v.dtype.is_floating and not np.all(np.isfinite(v.numpy())):
+        bad.append(f'{name}/{v.name}')
+  return bad
+
+
 def run_experiment(experiment: Experiment, root_dir: str, output=None,
                    on_setup: Optional[Callable[[], None]] = None
                    ) -> Dict[str, Any]:
@@ -176,17 +198,38 @@ def _run(experiment: Experiment, loop: Loop, root_dir: str,
                      log_every=experiment.log_every,
                      checkpoint_every=experiment.checkpoint_every,
                      output=output, step_fn=experiment.progress,
+                     history_key=experiment.step_key,
                      **experiment.checkpoint_objects(loop))
   run.restore()
   if loop.begin is not None:
     loop.begin()
   history: List[Dict[str, Any]] = []
+  objects = experiment.checkpoint_objects(loop)
+  unit = experiment.step_unit[:-1] if experiment.step_unit.endswith(
+      's') else experiment.step_unit
+
+  def check_state(step):
+    """Raises on non-finite state: a checkpoint must never hold it."""
+    bad = nonfinite_state(objects)
+    if bad:
+      kept = run.manager.latest_checkpoint
+      raise ValueError(
+          f'training diverged by {unit} {step}: non-finite {bad[:5]}'
+          f'{" ..." if len(bad) > 5 else ""}; nothing saved or exported, '
+          f'the last good checkpoint is {kept or "none"}.')
+
   step = int(experiment.progress())
   while step < experiment.total_steps:
+    before = step
     metrics = loop.iterate()
     step = int(experiment.progress())
+    if step <= before:
+      raise ValueError(
+          f'an iteration advanced no {experiment.step_unit} (stuck at '
+          f'{step}): the settings give the learner no new data to take '
+          f'(e.g. k_steps=0 with a re-used batch); training would never end.')
     if run.should_log(step):
-      bad = finite_check(metrics, f'at {experiment.step_unit[:-1]} {step}')
+      bad = finite_check(metrics, f'at {unit} {step}')
       if bad:
         raise ValueError(bad)
       scalars, row = loop.window(metrics)
@@ -198,7 +241,10 @@ def _run(experiment: Experiment, loop: Loop, root_dir: str,
                       for k, f in experiment.rate_keys.items()})
         history.append(row)
         run.record({k: v for k, v in row.items() if v is not None})
+    if run.save_due(step):
+      check_state(step)
     run.maybe_save(step)
+  check_state(step)
   run.finish(step)
   result = {**loop.summary(), 'history': history}
   run.write_result({**result, 'history': run.history(experiment.step_key),

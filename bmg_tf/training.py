@@ -17,16 +17,21 @@ beside the checkpoints (`root_dir/checkpoints`) and summaries
 (kept across restarts) and `write_result` writes `root_dir/result.json`.
 """
 
+import glob
 import json
+import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 from typing import Dict, List, Mapping, Optional
 
 import gin
 import tensorflow as tf
 
-__all__ = ['RunDirError', 'prepare_root_dir', 'Run']
+__all__ = ['RunDirError', 'prepare_root_dir', 'atomic_write', 'json_safe',
+           'Run']
 
 
 class RunDirError(ValueError):
@@ -60,6 +65,38 @@ def prepare_root_dir(root_dir: str) -> str:
   return root_dir
 
 
+def atomic_write(path: str, text: str) -> str:
+  """Writes `text` to `path` atomically: a temp file, fsync, then rename.
+
+  A crash leaves either the old file or the new one, never a mix.
+  """
+  directory = os.path.dirname(os.path.abspath(path))
+  fd, tmp = tempfile.mkstemp(dir=directory,
+                             prefix='.' + os.path.basename(path) + '.')
+  try:
+    with os.fdopen(fd, 'w') as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+  return path
+
+
+def json_safe(value):
+  """`value` with every non-finite float replaced by None (valid JSON)."""
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  if isinstance(value, Mapping):
+    return {k: json_safe(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [json_safe(v) for v in value]
+  return value
+
+
 class Run:
   """Checkpoints, summaries and progress for one training run."""
 
@@ -72,6 +109,7 @@ class Run:
                max_to_keep: int = 3,
                output=None,
                step_fn=None,
+               history_key: str = 'step',
                **trackables):
     """Creates the run.
 
@@ -87,6 +125,9 @@ class Run:
       output: where the progress line goes (default stdout).
       step_fn: `() -> int`, the current step count; read after a restore so
         that logging and saving continue on the same schedule.
+      history_key: the step column of `history.jsonl`; after a restore,
+        rows beyond the restored step (logged after the last checkpoint of
+        a killed run, and about to be logged again) are dropped.
       **trackables: objects to checkpoint (a learner, an env, a counter...).
     """
     self.root_dir = prepare_root_dir(root_dir)
@@ -95,10 +136,15 @@ class Run:
     self.checkpoint_every = max(1, int(checkpoint_every))
     self.log_every = max(1, int(log_every))
     self._stream = output or sys.stdout
+    self.history_key = history_key
     self.checkpoint = tf.train.Checkpoint(**trackables)
+    directory = os.path.join(self.root_dir, 'checkpoints')
+    # A kill during a save leaves `ckpt-N_temp*` directories behind.
+    for stale in glob.glob(os.path.join(directory, '*_temp*')):
+      if os.path.isdir(stale):
+        shutil.rmtree(stale, ignore_errors=True)
     self.manager = tf.train.CheckpointManager(
-        self.checkpoint, os.path.join(self.root_dir, 'checkpoints'),
-        max_to_keep=max_to_keep)
+        self.checkpoint, directory, max_to_keep=max_to_keep)
     self._writer = None  # Created on first use: an export leaves no file.
     self._last_time = None
     self._last_step = None
@@ -129,15 +175,27 @@ class Run:
     self.checkpoint.restore(latest).assert_existing_objects_matched()
     self.restored_from = latest
     if self._step_fn is not None:
-      self._schedule_from(int(self._step_fn()))
+      step = int(self._step_fn())
+      self._schedule_from(step)
+      self._truncate_history(step)
     print(f'Restored {latest}', file=self._stream, flush=True)
     return True
+
+  def _truncate_history(self, step: int):
+    """Drops `history.jsonl` rows logged after `step` (atomically)."""
+    if not os.path.exists(self.history_path):
+      return
+    with open(self.history_path) as f:
+      lines = f.readlines()
+    kept = [l for l in lines
+            if l.strip() and json.loads(l).get(self.history_key, 0) <= step]
+    if len(kept) != len(lines):
+      atomic_write(self.history_path, ''.join(kept))
 
   def write_operative_config(self):
     """Writes the gin config actually used (call after the first step)."""
     path = os.path.join(self.root_dir, 'operative_config.gin')
-    with open(path, 'w') as f:
-      f.write(gin.operative_config_str())
+    atomic_write(path, gin.operative_config_str())
     self._config_written = True
     return path
 
@@ -161,7 +219,8 @@ class Run:
   def record(self, row: Mapping[str, float]):
     """Appends one row (a dict of numbers) to `root_dir/history.jsonl`."""
     with open(self.history_path, 'a') as f:
-      f.write(json.dumps({k: float(v) for k, v in row.items()}) + '\n')
+      f.write(json.dumps(json_safe({k: float(v) for k, v in row.items()}),
+                         allow_nan=False) + '\n')
 
   def history(self, key: str = 'step') -> List[Dict[str, float]]:
     """All recorded rows across restarts, sorted by `key`; for a repeated
@@ -176,10 +235,11 @@ class Run:
     return [rows[k] for k in sorted(rows)]
 
   def write_result(self, result: Mapping[str, object]) -> str:
-    """Writes `root_dir/result.json`."""
+    """Writes `root_dir/result.json` atomically; non-finite numbers are
+    written as null, so the file is always valid JSON."""
     path = os.path.join(self.root_dir, 'result.json')
-    with open(path, 'w') as f:
-      json.dump(result, f, indent=1)
+    atomic_write(path, json.dumps(json_safe(result), indent=1,
+                                  allow_nan=False))
     return path
 
   def log(self, step: int, metrics: Mapping[str, float],
@@ -226,6 +286,10 @@ class Run:
       line += ' ' + extra
     print(line, file=self._stream, flush=True)
     return values
+
+  def save_due(self, step: int) -> bool:
+    """Whether `maybe_save(step)` would save."""
+    return step >= self._next_save and self._last_saved != step
 
   def maybe_save(self, step: int, force: bool = False) -> Optional[str]:
     """Saves when `step` crossed a multiple of `checkpoint_every`."""

@@ -153,3 +153,79 @@ def test_trainer_runs_the_build(tmp_path):
   train_eval = experiment_lib.trainer(lambda **kw: make(**kw))
   result = train_eval(str(tmp_path), total=6)
   assert result['steps'] == 6
+
+
+def _counting(learner_step=3, poison_at=None, total=30):
+  """A counting experiment whose learner variable turns NaN at a step."""
+  learner = Counter('learner')
+  learner.weight = tf.Variable(1.0)
+
+  def train():
+
+    def iterate():
+      learner.train_step_counter.assign_add(learner_step)
+      if (poison_at is not None and
+          int(learner.train_step_counter) >= poison_at):
+        learner.weight.assign(float('nan'))
+      return {}
+
+    return experiment_lib.Loop(
+        iterate=iterate, window=lambda m: ({}, {}),
+        summary=lambda: {'steps': int(learner.train_step_counter)},
+        describe=lambda result: 'done')
+
+  return experiment_lib.Experiment(
+      learner=learner, trackables={}, export_fn=lambda d, c: None,
+      train=train, progress=lambda: int(learner.train_step_counter),
+      total_steps=total, step_key='steps', log_every=6,
+      checkpoint_every=12)
+
+
+def test_divergence_never_reaches_a_checkpoint(tmp_path):
+  experiment_lib.run_experiment(_counting(total=24), str(tmp_path),
+                                output=io.StringIO())
+  with pytest.raises(ValueError, match=r'diverged by step 36: non-finite '
+                     r"\['learner/Variable:0'\].*ckpt-24"):
+    experiment_lib.run_experiment(_counting(total=60, poison_at=30),
+                                  str(tmp_path), output=io.StringIO())
+  directory = str(tmp_path / 'checkpoints')
+  assert tf.train.latest_checkpoint(directory).endswith('ckpt-24')
+  reader = tf.train.load_checkpoint(directory)
+  assert reader.get_tensor('learner/weight/.ATTRIBUTES/VARIABLE_VALUE') == 1
+
+
+def test_an_iteration_without_progress_is_an_error(tmp_path):
+  with pytest.raises(ValueError, match='advanced no steps'):
+    experiment_lib.run_experiment(_counting(learner_step=0), str(tmp_path),
+                                  output=io.StringIO())
+
+
+def test_resume_drops_history_rows_logged_after_the_checkpoint(tmp_path):
+  experiment_lib.run_experiment(make(total=12), str(tmp_path),
+                                output=io.StringIO())
+  # A killed run logged 18 and 24 after its last checkpoint (12).
+  with open(tmp_path / 'history.jsonl', 'a') as f:
+    f.write(json.dumps({'steps': 18, 'value': -1}) + '\n')
+    f.write(json.dumps({'steps': 24, 'value': -1}) + '\n')
+  experiment_lib.run_experiment(make(total=24), str(tmp_path),
+                                output=io.StringIO())
+  with open(tmp_path / 'history.jsonl') as f:
+    rows = [json.loads(line) for line in f]
+  assert [r['steps'] for r in rows] == [6, 12, 18, 24]
+  assert all(r['value'] > 0 for r in rows)
+
+
+def test_result_json_stays_valid_with_non_finite_figures(tmp_path):
+  with pytest.raises(ValueError, match='diverged: final'):
+    experiment_lib.run_experiment(make(final=float('nan')), str(tmp_path),
+                                  output=io.StringIO())
+  with open(tmp_path / 'result.json') as f:
+    assert json.load(f)['final'] is None  # Strict JSON: no bare NaN.
+
+
+def test_stale_temp_checkpoint_dirs_are_removed(tmp_path):
+  stale = tmp_path / 'checkpoints' / 'ckpt-7_temp_abc' / 'part-0'
+  stale.mkdir(parents=True)
+  experiment_lib.run_experiment(make(total=6), str(tmp_path),
+                                output=io.StringIO())
+  assert not (tmp_path / 'checkpoints' / 'ckpt-7_temp_abc').exists()

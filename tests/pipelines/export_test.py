@@ -275,10 +275,11 @@ def test_export_reads_a_config_saved_under_the_old_entry_point(tmp_path):
     gin.clear_config()
   config = root / 'operative_config.gin'
   # What the old code wrote: `@toy_regression.train_eval`, and parameters
-  # by their shortest unique name.
+  # by their shortest unique name (qualified when several pipelines were
+  # imported).
   old = re.sub(r'^build\.', 'train_eval.', config.read_text(),
-               flags=re.MULTILINE).replace('@toy_regression.build',
-                                           '@toy_regression.train_eval')
+               flags=re.MULTILINE).replace('toy_regression.build',
+                                           'toy_regression.train_eval')
   assert 'train_eval.num_meta_steps = 10' in old
   assert 'run.experiment = @toy_regression.train_eval' in old
   config.write_text(old)

@@ -329,3 +329,43 @@ def test_fidelity_options_are_bindings_that_take_effect(tmp_path):
       # 2 more rollouts per meta-step: fewer meta-steps for the budget.
       step = 'learner/train_step_counter/.ATTRIBUTES/VARIABLE_VALUE'
       assert got[step] < base[step], (got[step], base[step])
+
+
+def test_divergence_on_resume_keeps_the_good_checkpoints_and_export(
+    tmp_path):
+  # Reliability defect 1: a finished good run, resumed with an exploding
+  # inner step, used to save NaN checkpoints over the good ones, replace
+  # export/ and write bare NaN into result.json.
+  root = tmp_path / 'run'
+  _run(root, 512)
+  good, good_number = _checkpoint_values(root), _latest_number(root)
+  export_files = sorted(p.name for p in (root / 'export').iterdir())
+  saved_model = (root / 'export' / 'saved_model.pb').read_bytes()
+  proc = subprocess.run(
+      _cmd(root, 2048, 'two_colors.build.inner_learning_rate = 1e30',
+           'two_colors.build.inner_clip_global_norm = None',
+           'two_colors.build.checkpoint_every = 128'),
+      cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+  assert proc.returncode != 0
+  errors = [l for l in proc.stderr.splitlines() if 'bmg-train: error' in l]
+  assert len(errors) == 1 and 'training diverged' in errors[0], (
+      proc.stderr[-2000:])
+  assert _latest_number(root) == good_number
+  after = _checkpoint_values(root)
+  assert set(after) == set(good)
+  for name, value in good.items():
+    np.testing.assert_array_equal(after[name], value)
+  assert sorted(p.name for p in (root / 'export').iterdir()) == export_files
+  assert (root / 'export' / 'saved_model.pb').read_bytes() == saved_model
+  with open(root / 'result.json') as f:
+    json.load(f)  # Still the good run's, and valid JSON.
+
+
+def test_mg_without_new_rollouts_is_an_error_not_a_hang(tmp_path):
+  # Reliability defect 4: MG with k_steps=0 re-uses its one cached rollout
+  # for ever, so env steps never advance; it used to spin at 100% CPU.
+  from pipelines import two_colors  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match='advanced no env steps'):
+    two_colors.train_eval(str(tmp_path), method='mg', k_steps=0,
+                          num_env_steps=1000, hidden_sizes=(8, 8),
+                          meta_hidden_sizes=(4,), jit_compile=False)
