@@ -11,8 +11,11 @@ The signatures are those of `bmg_tf/export.py`. Errors print one line; set
 BMG_TF_DEBUG=1 for the traceback.
 
 Runs trained before the one-runner refactor saved their config under the
-old entry point names (`two_colors.train_eval.*`); they are read as the
-new ones (`two_colors.build.*`), which take the same settings.
+old entry point names (`two_colors.train_eval.*`) and a few old parameter
+names (`learning_rate` of the Q and STACX pipelines, `clip_global_norm` of
+STACX, `init_learning_rate` of the toy); they are read under the new ones
+(`two_colors.build.*`, `inner_learning_rate`, `inner_clip_global_norm`),
+which take the same settings.
 """
 
 import os
@@ -44,13 +47,27 @@ FLAGS = flags.FLAGS
 _RENAMED = re.compile(
     r'\b(two_colors_q|two_colors|stacx|toy_regression)\.train_eval\b')
 _RENAMED_SHORT = re.compile(r'^train_eval\.', re.MULTILINE)
+# Parameters renamed with it, so that one concept has one name everywhere.
+_RENAMED_PARAMS = {
+    'two_colors_q': {'learning_rate': 'inner_learning_rate'},
+    'stacx': {'learning_rate': 'inner_learning_rate',
+              'clip_global_norm': 'inner_clip_global_norm'},
+    'toy_regression': {'init_learning_rate': 'inner_learning_rate'},
+}
+_EXPERIMENT = re.compile(r'^run\.experiment\s*=\s*@(\w+)\.train_eval\b',
+                         re.MULTILINE)
 
 
 def _current_names(config_path: str, scratch: str) -> str:
   """`config_path`, or a copy in `scratch` with the old names renamed."""
   with open(config_path) as f:
     text = f.read()
+  pipeline = _EXPERIMENT.search(text)
   renamed = _RENAMED_SHORT.sub('build.', _RENAMED.sub(r'\1.build', text))
+  if pipeline is not None:
+    for old, new in _RENAMED_PARAMS.get(pipeline.group(1), {}).items():
+      renamed = re.sub(rf'^((?:\w+\.)?build)\.{old}\b', rf'\1.{new}',
+                       renamed, flags=re.MULTILINE)
   if renamed == text:
     return config_path
   path = os.path.join(scratch, 'operative_config.gin')

@@ -104,10 +104,11 @@ def build(suite: str = 'minatar',
           l_steps: int = 4,
           continue_from: str = 'K+L-1',
           matching: Optional[Mapping[str, float]] = None,
-          learning_rate: float = 6e-4,
+          reduction: str = 'mean',
+          inner_learning_rate: float = 6e-4,
           rmsprop_rho: float = 0.99,
           rmsprop_epsilon: float = 0.01,
-          clip_global_norm: Optional[float] = 40.0,
+          inner_clip_global_norm: Optional[float] = 40.0,
           target_optimizer: str = 'rmsprop',
           target_learning_rate: Optional[float] = None,
           meta_learning_rate: float = 1e-3,
@@ -152,15 +153,18 @@ def build(suite: str = 'minatar',
     continue_from: BMG's continuation, 'K' or 'K+L-1'.
     matching: BMG's matching weights; default `{'policy_kl': 1.0}`; add
       `'value_l2'` for value matching.
-    learning_rate: the inner RMSProp step size.
+    reduction: 'mean' (IMPALA's losses here are means) or 'sum' of BMG's
+      matching over the target batch's states; 'sum' is refused under a
+      multi-replica strategy.
+    inner_learning_rate: the inner RMSProp step size.
     rmsprop_rho: its decay.
     rmsprop_epsilon: its epsilon (inside the square root), in IMPALA's
       convention: for losses summed over the batch (module docstring).
-    clip_global_norm: the inner (and target) gradients' global-norm clip,
-      applied differentiably, in IMPALA's convention; None for none.
+    inner_clip_global_norm: the inner (and target) gradients' global-norm
+      clip, applied differentiably, in IMPALA's convention; None for none.
     target_optimizer: BMG's target-step optimizer ('rmsprop': the paper's
       preconditioned target, with the inner RMSProp's settings; 'sgd').
-    target_learning_rate: its step size; None: `learning_rate`.
+    target_learning_rate: its step size; None: `inner_learning_rate`.
     meta_learning_rate: Adam step size of the meta-optimizer.
     meta_epsilon: Adam epsilon of the meta-optimizer.
     meta_clip_global_norm: meta-gradient global-norm clip; None for none.
@@ -202,7 +206,7 @@ def build(suite: str = 'minatar',
   obs_spec = time_step_spec.observation
   num_actions = int(action_spec.maximum) - int(action_spec.minimum) + 1
   config = _bootstrap_config(method, k_steps, l_steps, matching,
-                             continue_from)
+                             reduction, continue_from)
   # IMPALA's sum-loss settings, for the agent's mean losses (docstring).
   transitions = unroll_length * num_envs
 
@@ -211,11 +215,12 @@ def build(suite: str = 'minatar',
                               epsilon=rmsprop_epsilon / transitions**2)
 
   def clipped(opt):
-    if clip_global_norm is None:
+    if inner_clip_global_norm is None:
       return opt
-    return optimizers.GlobalNormClipped(opt, clip_global_norm / transitions)
+    return optimizers.GlobalNormClipped(opt,
+                                        inner_clip_global_norm / transitions)
 
-  target_lr = (learning_rate if target_learning_rate is None else
+  target_lr = (inner_learning_rate if target_learning_rate is None else
                target_learning_rate)
   with strat.scope():
     agent = impala.ImpalaAgent(
@@ -233,7 +238,7 @@ def build(suite: str = 'minatar',
       target_opt = None
     learner = meta_learner_lib.MetaLearner(
         agent.params, meta, agent.objectives(), config,
-        inner_optimizer=clipped(rmsprop(learning_rate)),
+        inner_optimizer=clipped(rmsprop(inner_learning_rate)),
         target_optimizer=target_opt,
         meta_optimizer=meta_params.MetaOptimizer(
             learning_rate=meta_learning_rate, epsilon=meta_epsilon,
@@ -286,12 +291,13 @@ def build(suite: str = 'minatar',
 train_eval = experiment_lib.trainer(build)
 
 
-def _bootstrap_config(method, k_steps, l_steps, matching, continue_from):
+def _bootstrap_config(method, k_steps, l_steps, matching, reduction,
+                      continue_from):
   """The engine's `BootstrapConfig` (for 'fixed', K updates per call)."""
   if method == 'bmg':
     return bootstrap.BootstrapConfig(
         method='bmg', k_steps=k_steps, l_steps=l_steps,
-        matching=dict(matching or {'policy_kl': 1.0}), reduction='mean',
+        matching=dict(matching or {'policy_kl': 1.0}), reduction=reduction,
         continue_from=continue_from)
   return bootstrap.BootstrapConfig(method=method, k_steps=k_steps)
 

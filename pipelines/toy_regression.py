@@ -63,7 +63,7 @@ def build(method: str = 'bmg',
           k_steps: int = 1,
           l_steps: int = 4,
           num_meta_steps: int = 300,
-          init_learning_rate: float = 0.01,
+          inner_learning_rate: float = 0.01,
           meta_learning_rate: float = 0.05,
           target_learning_rate: float = 0.1,
           dim: int = 8,
@@ -83,7 +83,8 @@ def build(method: str = 'bmg',
     k_steps: K, inner steps differentiated through.
     l_steps: L, BMG's bootstrap length.
     num_meta_steps: budget in meta-steps.
-    init_learning_rate: the inner SGD learning rate at the start.
+    inner_learning_rate: the inner SGD learning rate at the start (the
+      meta-learned one's initial value).
     meta_learning_rate: Adam step size of the meta-optimizer.
     target_learning_rate: SGD step size of BMG's target step.
     dim: input dimension.
@@ -126,14 +127,14 @@ def build(method: str = 'bmg',
       optimizer_hparams=lambda meta: {'learning_rate': meta['learning_rate']})
   meta = meta_params.MetaParameters({
       'learning_rate': meta_params.MetaParameter(
-          init_learning_rate, transform='exp', name='learning_rate')
+          inner_learning_rate, transform='exp', name='learning_rate')
   })
   config = bootstrap.BootstrapConfig(method=method, k_steps=k_steps,
                                      l_steps=l_steps,
                                      matching={'param_l2': 1.0})
   learner = meta_learner_lib.MetaLearner(
       net.params, meta, objectives, config,
-      inner_optimizer=optimizers.SGD(learning_rate=init_learning_rate),
+      inner_optimizer=optimizers.SGD(learning_rate=inner_learning_rate),
       target_optimizer=optimizers.SGD(learning_rate=target_learning_rate),
       meta_optimizer=meta_params.MetaOptimizer(
           learning_rate=meta_learning_rate),

@@ -129,7 +129,7 @@ def build(env_name: str = 'TwoColors',
           sequence_length: int = 8,
           replay_capacity: int = 20_000,
           min_replay_size: int = 1_000,
-          learning_rate: float = 1e-3,
+          inner_learning_rate: float = 1e-3,
           inner_clip_global_norm: Optional[float] = None,
           target_optimizer: str = 'adam',
           target_learning_rate: float = 1e-3,
@@ -176,7 +176,7 @@ def build(env_name: str = 'TwoColors',
     replay_capacity: frames the replay buffer holds (oldest overwritten).
     min_replay_size: env steps collected before the first learner step;
       >= sequence_length + 1.
-    learning_rate: step size of the learner's Adam (`optimizers.Adam`,
+    inner_learning_rate: step size of the learner's Adam (`optimizers.Adam`,
       epsilon 1e-7; 1e-3, the Keras default, is our choice: the appendix
       with the paper's value was not available).
     inner_clip_global_norm: if set, the learner's (and the target step's)
@@ -266,7 +266,8 @@ def build(env_name: str = 'TwoColors',
 
   learner = meta_learner_lib.MetaLearner(
       agent.params, meta, agent.objectives(), config,
-      inner_optimizer=clipped(optimizers.Adam(learning_rate=learning_rate)),
+      inner_optimizer=clipped(
+          optimizers.Adam(learning_rate=inner_learning_rate)),
       target_optimizer=(clipped(optimizers.get(
           target_optimizer, learning_rate=target_learning_rate))
                         if method == 'bmg' else None),

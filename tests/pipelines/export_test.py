@@ -280,7 +280,10 @@ def test_export_reads_a_config_saved_under_the_old_entry_point(tmp_path):
   old = re.sub(r'^build\.', 'train_eval.', config.read_text(),
                flags=re.MULTILINE).replace('toy_regression.build',
                                            'toy_regression.train_eval')
+  old = old.replace('train_eval.inner_learning_rate',
+                    'train_eval.init_learning_rate')
   assert 'train_eval.num_meta_steps = 10' in old
+  assert 'train_eval.init_learning_rate = 0.01' in old
   assert 'run.experiment = @toy_regression.train_eval' in old
   config.write_text(old)
   proc = subprocess.run(
