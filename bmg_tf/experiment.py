@@ -193,18 +193,17 @@ def run_experiment(experiment: Experiment, root_dir: str, output=None,
 def _run(experiment: Experiment, loop: Loop, root_dir: str,
          output) -> Dict[str, Any]:
   """The loop of `run_experiment`, once `loop` exists."""
+  objects = experiment.checkpoint_objects(loop)
   run = training.Run(root_dir, experiment.total_steps,
                      step_unit=experiment.step_unit,
                      log_every=experiment.log_every,
                      checkpoint_every=experiment.checkpoint_every,
                      output=output, step_fn=experiment.progress,
-                     history_key=experiment.step_key,
-                     **experiment.checkpoint_objects(loop))
+                     history_key=experiment.step_key, **objects)
   run.restore()
   if loop.begin is not None:
     loop.begin()
   history: List[Dict[str, Any]] = []
-  objects = experiment.checkpoint_objects(loop)
   unit = experiment.step_unit[:-1] if experiment.step_unit.endswith(
       's') else experiment.step_unit
 
