@@ -65,19 +65,24 @@ def _worker(args):
   from pipelines import two_colors
   from pipelines import two_colors_q
   # pylint: enable=g-import-not-at-top
-  kwargs = dict(method=args.method, num_env_steps=args.steps,
-                log_every=args.window, checkpoint_every=10**12,
-                export=False, jit_compile=args.xla == 'on', seed=0)
+  import gin  # pylint: disable=g-import-not-at-top
+  kwargs = dict(num_env_steps=args.steps, log_every=args.window,
+                checkpoint_every=10**12, export=False, seed=0)
+  bindings = [f'MetaLearner.jit_compile = {args.xla == "on"}']
   if args.pipeline == 'q':
     train_eval = two_colors_q.train_eval
+    gin_file = f'q_{"fixed" if args.method == "fixed" else "bmg"}_eps.gin'
   else:
     train_eval = two_colors.train_eval
-    kwargs.update(steps_per_call=args.steps_per_call,
-                  num_seeds=args.num_seeds)
-    if args.method == 'fixed':
-      kwargs['fixed_steps_per_call'] = args.k
-    else:
-      kwargs.update(k_steps=args.k, l_steps=args.l)
+    gin_file = {'fixed': 'ac_fixed.gin', 'mg': 'ac_mg.gin',
+                'bmg': 'ac_bmg_paper.gin'}[args.method]
+    kwargs['num_seeds'] = args.num_seeds
+    bindings += [f'MetaLearner.steps_per_call = {args.steps_per_call}',
+                 f'BootstrapConfig.k_steps = {args.k}']
+    if args.method == 'bmg':
+      bindings.append(f'BootstrapConfig.l_steps = {args.l}')
+  gin.parse_config_files_and_bindings(
+      [os.path.join(REPO, 'gin', 'two_colors', gin_file)], bindings)
   with tempfile.TemporaryDirectory() as root:
     start = time.perf_counter()
     result = train_eval(root_dir=root, **kwargs)

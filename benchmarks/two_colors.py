@@ -38,7 +38,7 @@ def _run_one(method, seed, args):
       f'two_colors.build.seed = {seed}',
       f'two_colors.build.log_every = {args.log_every}',
       f'two_colors.build.checkpoint_every = {args.checkpoint_every}',
-      f'two_colors.build.flip_period = {args.flip_period}',
+      f'TFTwoColors.flip_period = {args.flip_period}',
       'two_colors.build.export = False',
   ] + list(args.gin_bindings)
   gin_file = os.path.join(REPO, 'gin', 'two_colors', f'ac_{method}.gin')

@@ -29,120 +29,119 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import study  # pylint: disable=g-import-not-at-top
 
 REPO = study.REPO
-P = 'two_colors.build.'
 
 # name -> (gin file under gin/two_colors, bindings). Hypotheses in
 # docs/fidelity.md.
 VARIANTS = {
     # Baselines as published: fixed weight swept, MG outer entropy 0 / 0.1.
-    **{f'fixed_{w}': ('ac_fixed.gin', [f'{P}entropy_weight = {w}'])
+    **{f'fixed_{w}': ('ac_fixed.gin', [f'two_colors.build.entropy_weight = {w}'])
        for w in ('0.0', '0.1', '0.2', '0.4', '0.8')},
-    'mg': ('ac_mg.gin', [f'{P}outer_entropy_weight = 0.12']),
-    'mg_outer0': ('ac_mg.gin', [f'{P}outer_entropy_weight = 0.0']),
-    'mg_outer0.1': ('ac_mg.gin', [f'{P}outer_entropy_weight = 0.1']),
+    'mg': ('ac_mg.gin', ['ActorCritic.outer_entropy_weight = 0.12']),
+    'mg_outer0': ('ac_mg.gin', ['ActorCritic.outer_entropy_weight = 0.0']),
+    'mg_outer0.1': ('ac_mg.gin', ['ActorCritic.outer_entropy_weight = 0.1']),
     # BMG as shipped before the fidelity work, and single-knob changes.
     'bmg': ('ac_bmg_paper.gin', []),
-    'bmg_noclip_1step': ('ac_bmg_paper.gin', [f'{P}inner_clip_global_norm = None',
-                                        f"{P}return_steps = '1_step'"]),
+    'bmg_noclip_1step': ('ac_bmg_paper.gin', ['create_optimizer.clip_global_norm = None',
+                                        "ActorCritic.return_steps = '1_step'"]),
     # The public PyTorch port's learner (1-step TD, no clip) for the
     # baselines too, so that BMG is compared on the same learner.
     'fixed_0.3_noclip_1step': ('ac_fixed.gin', [
-        f'{P}entropy_weight = 0.3', f'{P}inner_clip_global_norm = None',
-        f"{P}return_steps = '1_step'"]),
+        'two_colors.build.entropy_weight = 0.3', 'create_optimizer.clip_global_norm = None',
+        "ActorCritic.return_steps = '1_step'"]),
     'fixed_0.1_noclip_1step': ('ac_fixed.gin', [
-        f'{P}entropy_weight = 0.1', f'{P}inner_clip_global_norm = None',
-        f"{P}return_steps = '1_step'"]),
+        'two_colors.build.entropy_weight = 0.1', 'create_optimizer.clip_global_norm = None',
+        "ActorCritic.return_steps = '1_step'"]),
     'fixed_0.2_noclip_1step': ('ac_fixed.gin', [
-        f'{P}entropy_weight = 0.2', f'{P}inner_clip_global_norm = None',
-        f"{P}return_steps = '1_step'"]),
+        'two_colors.build.entropy_weight = 0.2', 'create_optimizer.clip_global_norm = None',
+        "ActorCritic.return_steps = '1_step'"]),
     'mg_outer0.12_noclip_1step': ('ac_mg.gin', [
-        f'{P}outer_entropy_weight = 0.12', f'{P}inner_clip_global_norm = None',
-        f"{P}return_steps = '1_step'"]),
+        'ActorCritic.outer_entropy_weight = 0.12', 'create_optimizer.clip_global_norm = None',
+        "ActorCritic.return_steps = '1_step'"]),
     'mg_outer0.1_noclip_1step': ('ac_mg.gin', [
-        f'{P}outer_entropy_weight = 0.1', f'{P}inner_clip_global_norm = None',
-        f"{P}return_steps = '1_step'"]),
+        'ActorCritic.outer_entropy_weight = 0.1', 'create_optimizer.clip_global_norm = None',
+        "ActorCritic.return_steps = '1_step'"]),
     'mg_outer0_noclip_1step': ('ac_mg.gin', [
-        f'{P}outer_entropy_weight = 0.0', f'{P}inner_clip_global_norm = None',
-        f"{P}return_steps = '1_step'"]),
-    'bmg_meta_lr1e-3': ('ac_bmg_paper.gin', [f'{P}meta_learning_rate = 1e-3']),
-    'bmg_meta_eps1e-8': ('ac_bmg_paper.gin', [f'{P}meta_epsilon = 1e-8']),
+        'ActorCritic.outer_entropy_weight = 0.0', 'create_optimizer.clip_global_norm = None',
+        "ActorCritic.return_steps = '1_step'"]),
+    'bmg_meta_lr1e-3': ('ac_bmg_paper.gin', ['MetaOptimizer.learning_rate = 1e-3']),
+    'bmg_meta_eps1e-8': ('ac_bmg_paper.gin', ['MetaOptimizer.epsilon = 1e-8']),
     'bmg_fresh': ('ac_bmg_paper.gin', ["BootstrapConfig.match_batch = 'fresh'"]),
-    'bmg_L16': ('ac_bmg_paper.gin', [f'{P}l_steps = 16']),
-    'bmg_K1': ('ac_bmg_paper.gin', [f'{P}k_steps = 1']),
-    'bmg_cont_K': ('ac_bmg_paper.gin', [f"{P}continue_from = 'K'"]),
-    'bmg_mean': ('ac_bmg_paper.gin', [f"{P}reduction = 'mean'"]),
+    'bmg_L16': ('ac_bmg_paper.gin', ['BootstrapConfig.l_steps = 16']),
+    'bmg_K1': ('ac_bmg_paper.gin', ['BootstrapConfig.k_steps = 1']),
+    'bmg_cont_K': ('ac_bmg_paper.gin', ["BootstrapConfig.continue_from = 'K'"]),
+    'bmg_mean': ('ac_bmg_paper.gin', ["BootstrapConfig.reduction = 'mean'"]),
     'bmg_target_lr0.01': ('ac_bmg_paper.gin', [
-        f'{P}target_learning_rate = 0.01']),
+        'target/create_optimizer.learning_rate = 0.01']),
     # What the meta-network sees and how it starts.
-    'bmg_tanh': ('ac_bmg_paper.gin', [f"{P}context_transform = 'tanh'"]),
-    'bmg_running': ('ac_bmg_paper.gin', [f"{P}context_transform = 'running_tanh'"]),
-    'bmg_rand': ('ac_bmg_paper.gin', [f'{P}meta_output_kernel_scale = 1.0']),
+    'bmg_tanh': ('ac_bmg_paper.gin', ["RewardContext.transform = 'tanh'"]),
+    'bmg_running': ('ac_bmg_paper.gin', ["RewardContext.transform = 'running_tanh'"]),
+    'bmg_rand': ('ac_bmg_paper.gin', ['ContextualMetaParameters.output_kernel_scale = 1.0']),
     'bmg_running_rand': ('ac_bmg_paper.gin', [
-        f"{P}context_transform = 'running_tanh'",
-        f'{P}meta_output_kernel_scale = 1.0']),
+        "RewardContext.transform = 'running_tanh'",
+        'ContextualMetaParameters.output_kernel_scale = 1.0']),
     # The target step's objective: MG's (entropy bonus 0.12) instead of the
     # bare policy-gradient loss; a target on 4 rollouts.
-    'bmg_outer0.12': ('ac_bmg_paper.gin', [f'{P}outer_entropy_weight = 0.12']),
-    'bmg_target4': ('ac_bmg_paper.gin', [f'{P}target_rollouts = 4']),
+    'bmg_outer0.12': ('ac_bmg_paper.gin', ['ActorCritic.outer_entropy_weight = 0.12']),
+    'bmg_target4': ('ac_bmg_paper.gin', ['two_colors.build.target_rollouts = 4']),
     'bmg_running_rand_lr1e-3': ('ac_bmg_paper.gin', [
-        f"{P}context_transform = 'running_tanh'",
-        f'{P}meta_output_kernel_scale = 1.0',
-        f'{P}meta_learning_rate = 1e-3']),
+        "RewardContext.transform = 'running_tanh'",
+        'ContextualMetaParameters.output_kernel_scale = 1.0',
+        'MetaOptimizer.learning_rate = 1e-3']),
     # The bootstrap under a fixed rule (entropy weight 0 or 0.1): the target
     # no longer contains the meta-learned weight's own effect.
-    'bmg_fixboot': ('ac_bmg_paper.gin', [f'{P}bootstrap_entropy_weight = 0.0']),
-    'bmg_fixboot0.1': ('ac_bmg_paper.gin', [f'{P}bootstrap_entropy_weight = 0.1']),
+    'bmg_fixboot': ('ac_bmg_paper.gin', ['two_colors.build.bootstrap_entropy_weight = 0.0']),
+    'bmg_fixboot0.1': ('ac_bmg_paper.gin', ['two_colors.build.bootstrap_entropy_weight = 0.1']),
     # Control: the same learner with (practically) no meta-learning, to
     # tell a meta-learning gain from the changed bootstrap steps, which are
     # 8 of the learner's 15 updates per meta-step with continue_from K+L-1.
     'bmg_fixboot_nometa': ('ac_bmg_paper.gin', [
-        f'{P}bootstrap_entropy_weight = 0.0',
-        f'{P}meta_learning_rate = 1e-12']),
+        'two_colors.build.bootstrap_entropy_weight = 0.0',
+        'MetaOptimizer.learning_rate = 1e-12']),
     'bmg_fixboot0.1_nometa': ('ac_bmg_paper.gin', [
-        f'{P}bootstrap_entropy_weight = 0.1',
-        f'{P}meta_learning_rate = 1e-12']),
+        'two_colors.build.bootstrap_entropy_weight = 0.1',
+        'MetaOptimizer.learning_rate = 1e-12']),
     'bmg_fixboot_running_rand': ('ac_bmg_paper.gin', [
-        f'{P}bootstrap_entropy_weight = 0.0',
-        f"{P}context_transform = 'running_tanh'",
-        f'{P}meta_output_kernel_scale = 1.0']),
-    'bmg_L4': ('ac_bmg_paper.gin', [f'{P}l_steps = 4']),
+        'two_colors.build.bootstrap_entropy_weight = 0.0',
+        "RewardContext.transform = 'running_tanh'",
+        'ContextualMetaParameters.output_kernel_scale = 1.0']),
+    'bmg_L4': ('ac_bmg_paper.gin', ['BootstrapConfig.l_steps = 4']),
     # The target step on MG's outer objective (entropy bonus 0.12), with
     # the fixed-rule bootstrap at 0 or at MG's 0.12.
     'bmg_fixboot_outer0.12': ('ac_bmg_paper.gin', [
-        f'{P}bootstrap_entropy_weight = 0.0',
-        f'{P}outer_entropy_weight = 0.12']),
+        'two_colors.build.bootstrap_entropy_weight = 0.0',
+        'ActorCritic.outer_entropy_weight = 0.12']),
     'bmg_fixboot0.12_outer0.12': ('ac_bmg_paper.gin', [
-        f'{P}bootstrap_entropy_weight = 0.12',
-        f'{P}outer_entropy_weight = 0.12']),
+        'two_colors.build.bootstrap_entropy_weight = 0.12',
+        'ActorCritic.outer_entropy_weight = 0.12']),
     'bmg_fixboot_lr1e-3': ('ac_bmg_paper.gin', [
-        f'{P}bootstrap_entropy_weight = 0.0',
-        f'{P}meta_learning_rate = 1e-3']),
+        'two_colors.build.bootstrap_entropy_weight = 0.0',
+        'MetaOptimizer.learning_rate = 1e-3']),
     'bmg_fixboot0.1_running_rand_lr1e-3': ('ac_bmg_paper.gin', [
-        f'{P}bootstrap_entropy_weight = 0.1',
-        f"{P}context_transform = 'running_tanh'",
-        f'{P}meta_output_kernel_scale = 1.0',
-        f'{P}meta_learning_rate = 1e-3']),
+        'two_colors.build.bootstrap_entropy_weight = 0.1',
+        "RewardContext.transform = 'running_tanh'",
+        'ContextualMetaParameters.output_kernel_scale = 1.0',
+        'MetaOptimizer.learning_rate = 1e-3']),
     'bmg_fixboot_running_rand_lr1e-3': ('ac_bmg_paper.gin', [
-        f'{P}bootstrap_entropy_weight = 0.0',
-        f"{P}context_transform = 'running_tanh'",
-        f'{P}meta_output_kernel_scale = 1.0',
-        f'{P}meta_learning_rate = 1e-3']),
+        'two_colors.build.bootstrap_entropy_weight = 0.0',
+        "RewardContext.transform = 'running_tanh'",
+        'ContextualMetaParameters.output_kernel_scale = 1.0',
+        'MetaOptimizer.learning_rate = 1e-3']),
     'mg_running_rand': ('ac_mg.gin', [
-        f'{P}outer_entropy_weight = 0.12',
-        f"{P}context_transform = 'running_tanh'",
-        f'{P}meta_output_kernel_scale = 1.0']),
+        'ActorCritic.outer_entropy_weight = 0.12',
+        "RewardContext.transform = 'running_tanh'",
+        'ContextualMetaParameters.output_kernel_scale = 1.0']),
 }
 
 
 def _bindings(variant, args):
   gin_file, extra = VARIANTS[variant]
   return os.path.join(REPO, 'gin', 'two_colors', gin_file), [
-      f'{P}num_env_steps = {args.steps}',
-      f'{P}seed = {args.seed}',
-      f'{P}num_seeds = {args.num_seeds}',
-      f'{P}log_every = {args.log_every}',
-      f'{P}checkpoint_every = {args.checkpoint_every}',
-      f'{P}export = False',
+      f'two_colors.build.num_env_steps = {args.steps}',
+      f'two_colors.build.seed = {args.seed}',
+      f'two_colors.build.num_seeds = {args.num_seeds}',
+      f'two_colors.build.log_every = {args.log_every}',
+      f'two_colors.build.checkpoint_every = {args.checkpoint_every}',
+      'two_colors.build.export = False',
   ] + list(extra) + list(args.gin_bindings)
 
 

@@ -58,7 +58,7 @@ def _run_one(variant, seed, args):
       f'two_colors_q.build.seed = {seed}',
       f'two_colors_q.build.log_every = {args.log_every}',
       f'two_colors_q.build.checkpoint_every = {args.checkpoint_every}',
-      f'two_colors_q.build.flip_period = {args.flip_period}',
+      f'TFTwoColors.flip_period = {args.flip_period}',
       'two_colors_q.build.export = False',
   ] + extra + list(args.gin_bindings)
   result, wall = study.run_cli(os.path.join(GIN_DIR, gin_file), root,

@@ -47,11 +47,13 @@ def run(root_dir: str, experiment=gin.REQUIRED,
 def ineffective_bindings() -> List[str]:
   """The parsed gin bindings that no configurable call has applied.
 
-  Gin lets a caller's explicit argument win over a binding, silently (a
-  pipeline that passes `hidden_sizes=` to `ActorCritic` ignores
-  `ActorCritic.hidden_sizes = ...`), and a binding of a configurable that
-  is never called does nothing. Either way the binding is missing from
-  gin's operative config once everything is built.
+  Gin lets a caller's explicit argument win over a binding, silently, a
+  binding of a configurable that is never called does nothing, and an
+  unscoped binding is shadowed in every scope that binds the parameter
+  itself. Either way the binding is missing from gin's operative config
+  (or was not the binding a call used) once everything is built. (The
+  pipelines pass only arguments that are not configurable, so the first
+  case is a parse error.)
 
   Returns:
     'scope/Name.param' strings, sorted; empty when every binding took
@@ -60,14 +62,29 @@ def ineffective_bindings() -> List[str]:
   # gin has no public accessor for the parsed and the applied bindings.
   parsed = gin.config._CONFIG  # pylint: disable=protected-access
   applied = gin.config._OPERATIVE_CONFIG  # pylint: disable=protected-access
+  def applies(scope, call_scope):
+    # A binding in scope 'a' also applies to calls in 'a/b', an unscoped
+    # one to every call.
+    return not scope or call_scope == scope or call_scope.startswith(
+        scope + '/')
+
+  used = set()  # (scope, selector, param) of the bindings that took effect.
+  for (call_scope, selector), call_params in applied.items():
+    for param in call_params:
+      # Gin records a call under its own scope; the binding it used is the
+      # innermost parsed one that applies (None: a default or an argument).
+      sources = [scope for (scope, sel), params in parsed.items()
+                 if sel == selector and param in params and
+                 applies(scope, call_scope)]
+      if sources:
+        used.add((max(sources, key=len), selector, param))
   out = []
   for (scope, selector), params in parsed.items():
     if selector in ('gin.macro', 'gin.constant', 'gin.singleton'):
       continue  # Their values reach configurables through references.
-    used = applied.get((scope, selector), {})
     name = selector.split('.')[-1]
     for param in params:
-      if param not in used:
+      if (scope, selector, param) not in used:
         out.append(f'{scope + "/" if scope else ""}{name}.{param}')
   return sorted(out)
 
@@ -81,9 +98,9 @@ def check_bindings() -> None:
   ignored = ineffective_bindings()
   if ignored:
     raise ValueError(
-        f'gin: these bindings have no effect: {ignored}. The pipeline sets '
-        f'those arguments itself or never builds that object; bind the '
-        f"pipeline's own parameter (`<pipeline>.build.<name>`) instead.")
+        f'gin: these bindings have no effect: {ignored}. This experiment '
+        f'never builds that object (e.g. a target/ optimizer for MG), or '
+        f'scoped bindings override the unscoped one everywhere.')
 
 
 def cli_fail(prog: str, message) -> None:
@@ -124,3 +141,7 @@ def cli_run(prog: str, config_files: Sequence[str], bindings: Sequence[str],
     if os.environ.get('BMG_TF_DEBUG'):
       raise
     cli_fail(prog, e)
+  except RuntimeError as e:
+    if not str(e).startswith('Required bindings'):
+      raise
+    cli_fail(prog, f'bad gin config: {e}')  # A gin.REQUIRED left unbound.

@@ -6,16 +6,14 @@ Reads `root_dir/operative_config.gin` (written by training), rebuilds the
 experiment it names, restores the latest checkpoint of `root_dir` and writes
 the SavedModel to `--export_dir`, without training and without writing to
 the run directory. `--gin_bindings` override the saved config (for example
-`two_colors.train_eval.jit_compile = False`: the step is not run anyway).
+`MetaLearner.jit_compile = False`: the step is not run anyway).
 The signatures are those of `bmg_tf/export.py`. Errors print one line; set
 BMG_TF_DEBUG=1 for the traceback.
 
-Runs trained before the one-runner refactor saved their config under the
-old entry point names (`two_colors.train_eval.*`) and a few old parameter
-names (`learning_rate` of the Q and STACX pipelines, `clip_global_norm` of
-STACX, `init_learning_rate` of the toy); they are read under the new ones
-(`two_colors.build.*`, `inner_learning_rate`, `inner_clip_global_norm`),
-which take the same settings.
+Runs trained before gin bound objects saved their config in the old flat
+form (`two_colors.train_eval.k_steps = 7`, `two_colors.build.k_steps = 7`);
+`pipelines/legacy.py` reads it in the current form
+(`BootstrapConfig.k_steps = 7`), which takes the same settings.
 """
 
 import os
@@ -23,7 +21,6 @@ import os
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-import re
 import tempfile
 
 from absl import app
@@ -31,6 +28,7 @@ from absl import flags
 from absl import logging
 
 from pipelines import experiment
+from pipelines import legacy
 
 __all__ = ['main', 'run_main']
 
@@ -41,38 +39,16 @@ flags.DEFINE_multi_string('gin_bindings', [],
 
 FLAGS = flags.FLAGS
 
-# The pipelines whose entry point `train_eval` became `build`; a saved
-# config names it in full (`@two_colors.train_eval`) or, for a parameter,
-# by its shortest unique name (`train_eval.seed = 0`).
-_RENAMED = re.compile(
-    r'\b(two_colors_q|two_colors|stacx|toy_regression)\.train_eval\b')
-_RENAMED_SHORT = re.compile(r'^train_eval\.', re.MULTILINE)
-# Parameters renamed with it, so that one concept has one name everywhere.
-_RENAMED_PARAMS = {
-    'two_colors_q': {'learning_rate': 'inner_learning_rate'},
-    'stacx': {'learning_rate': 'inner_learning_rate',
-              'clip_global_norm': 'inner_clip_global_norm'},
-    'toy_regression': {'init_learning_rate': 'inner_learning_rate'},
-}
-_EXPERIMENT = re.compile(r'^run\.experiment\s*=\s*@(\w+)\.train_eval\b',
-                         re.MULTILINE)
-
-
 def _current_names(config_path: str, scratch: str) -> str:
-  """`config_path`, or a copy in `scratch` with the old names renamed."""
+  """`config_path`, or a copy in `scratch` in the current binding form."""
   with open(config_path) as f:
     text = f.read()
-  pipeline = _EXPERIMENT.search(text)
-  renamed = _RENAMED_SHORT.sub('build.', _RENAMED.sub(r'\1.build', text))
-  if pipeline is not None:
-    for old, new in _RENAMED_PARAMS.get(pipeline.group(1), {}).items():
-      renamed = re.sub(rf'^((?:\w+\.)?build)\.{old}\b', rf'\1.{new}',
-                       renamed, flags=re.MULTILINE)
-  if renamed == text:
+  translated = legacy.translate(text)
+  if translated == text:
     return config_path
   path = os.path.join(scratch, 'operative_config.gin')
   with open(path, 'w') as f:
-    f.write(renamed)
+    f.write(translated)
   return path
 
 

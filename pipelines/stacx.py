@@ -1,6 +1,6 @@
 """Atari / MinAtar: self-tuning IMPALA (STACX) meta-learned by MG or BMG.
 
-BMG_SPEC section 2.3. One gin-configurable `train_eval` wires:
+BMG_SPEC section 2.3. `build` (gin-configurable) wires:
 
   gymnasium ALE or MinAtar envs (`bmg_tf.envs.atari`), batched in a
   gymnasium vector env behind the TF-Agents adapter ->
@@ -43,7 +43,7 @@ import os
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 
 import math  # pylint: disable=g-import-not-at-top,g-bad-import-order
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, Optional
 
 import gin
 import numpy as np
@@ -87,36 +87,13 @@ def _frames_per_step(suite: str, env_kwargs: Mapping[str, object]) -> int:
 @gin.configurable
 def build(suite: str = 'minatar',
           game: str = 'Breakout',
-          method: str = 'bmg',
           num_frames: int = 5_000_000,
           num_envs: int = 16,
           asynchronous: bool = False,
           env_kwargs: Optional[Mapping[str, object]] = None,
           unroll_length: int = 20,
           torso: Optional[str] = None,
-          num_aux_heads: int = 2,
-          learn: Sequence[str] = impala.HPARAMS,
-          hparams: Optional[Mapping[str, float]] = None,
-          aux_hparams: Optional[Mapping[str, float]] = None,
-          outer_hparams: Optional[Mapping[str, float]] = None,
-          reward_clip: Optional[float] = 1.0,
-          k_steps: int = 1,
-          l_steps: int = 4,
-          continue_from: str = 'K+L-1',
-          matching: Optional[Mapping[str, float]] = None,
-          reduction: str = 'mean',
-          inner_learning_rate: float = 6e-4,
-          rmsprop_rho: float = 0.99,
-          rmsprop_epsilon: float = 0.01,
-          inner_clip_global_norm: Optional[float] = 40.0,
-          target_optimizer: str = 'rmsprop',
-          target_learning_rate: Optional[float] = None,
-          meta_learning_rate: float = 1e-3,
-          meta_epsilon: float = 1e-4,
-          meta_clip_global_norm: Optional[float] = 1.0,
-          strategy: str = 'default',
           seed: int = 0,
-          jit_compile: bool = False,
           log_every: int = 100_000,
           checkpoint_every: int = 1_000_000,
           export: bool = True) -> experiment_lib.Experiment:
@@ -126,11 +103,27 @@ def build(suite: str = 'minatar',
   (`run_experiment`); `build` reads the specs from one sub-environment
   (`atari.env_specs`).
 
+  The objects read their own gin bindings (`gin/atari/*.gin`,
+  `gin/minatar/*.gin`): `BootstrapConfig` (method 'fixed' (plain IMPALA,
+  `k_steps` updates per call), 'mg' or 'bmg'; K, L, matching, reduction:
+  'mean' or 'sum' of BMG's matching, 'sum' refused under a multi-replica
+  strategy), `ImpalaAgent` (num_aux_heads: STACX auxiliary heads, 0 is
+  self-tuning IMPALA; reward_clip; outer_hparams: the fixed hyperparameters
+  of the outer objective), `make_meta_parameters` (init and aux_init: the
+  initial or fixed hyperparameters of the main and auxiliary heads; learn:
+  which of `impala.HPARAMS` are meta-learned, ignored for 'fixed'),
+  `create_optimizer` (unscoped: the inner RMSProp, and BMG's target step
+  unless `target/create_optimizer.*` says otherwise; `epsilon` and
+  `clip_global_norm` in IMPALA's sum-loss convention, converted here, see
+  the module docstring), `MetaOptimizer`, `make_strategy` (the
+  `tf.distribute` strategy of the learner step: 'default', 'mirrored',
+  'multi_worker_mirrored', 'tpu'; the batch is split across replicas) and
+  `MetaLearner` (jit_compile).
+
   Args:
     suite: 'atari' (ALE via gymnasium, `ALE/<game>-v5`) or 'minatar'.
     game: e.g. 'Pong', 'Breakout' (Atari) or 'Breakout', 'SpaceInvaders'
       (MinAtar).
-    method: 'fixed' (plain IMPALA / fixed hyperparameters), 'mg' or 'bmg'.
     num_frames: budget in emulator frames (see the module docstring).
     num_envs: actors (the batch size B of every unroll).
     asynchronous: step the actors in subprocesses (gymnasium's
@@ -139,51 +132,19 @@ def build(suite: str = 'minatar',
       (e.g. `{'episodic_life': True}`).
     unroll_length: T, env steps per unroll.
     torso: 'nature', 'impala' or 'minatar'; None: the suite's default.
-    num_aux_heads: STACX auxiliary heads (0: self-tuning IMPALA).
-    learn: which hyperparameters (`impala.HPARAMS`) are meta-learned, for
-      every head; ignored for 'fixed'.
-    hparams: initial (or fixed) hyperparameters of the main head.
-    aux_hparams: initial hyperparameters of the auxiliary heads.
-    outer_hparams: the fixed hyperparameters of the outer objective (MG's
-      meta-loss, BMG's target step).
-    reward_clip: rewards are clipped to +-this in the losses.
-    k_steps: K, inner updates differentiated through (for 'fixed': updates
-      per call).
-    l_steps: BMG's L (L-1 bootstrap updates + 1 target step).
-    continue_from: BMG's continuation, 'K' or 'K+L-1'.
-    matching: BMG's matching weights; default `{'policy_kl': 1.0}`; add
-      `'value_l2'` for value matching.
-    reduction: 'mean' (IMPALA's losses here are means) or 'sum' of BMG's
-      matching over the target batch's states; 'sum' is refused under a
-      multi-replica strategy.
-    inner_learning_rate: the inner RMSProp step size.
-    rmsprop_rho: its decay.
-    rmsprop_epsilon: its epsilon (inside the square root), in IMPALA's
-      convention: for losses summed over the batch (module docstring).
-    inner_clip_global_norm: the inner (and target) gradients' global-norm
-      clip, applied differentiably, in IMPALA's convention; None for none.
-    target_optimizer: BMG's target-step optimizer ('rmsprop': the paper's
-      preconditioned target, with the inner RMSProp's settings; 'sgd').
-    target_learning_rate: its step size; None: `inner_learning_rate`.
-    meta_learning_rate: Adam step size of the meta-optimizer.
-    meta_epsilon: Adam epsilon of the meta-optimizer.
-    meta_clip_global_norm: meta-gradient global-norm clip; None for none.
-    strategy: `tf.distribute` strategy name for the learner step
-      (`distribute.make_strategy`: 'default', 'mirrored',
-      'multi_worker_mirrored', 'tpu'); the batch is split across replicas.
     seed: seed of the networks, the envs and action sampling.
-    jit_compile: compile the learner step with XLA.
     log_every: frames between progress lines and summaries.
     checkpoint_every: frames between checkpoints.
     export: write the SavedModel to `root_dir/export` at the end.
   Returns:
-    An `Experiment`. Its run returns a dict: 'frames', 'episodes', 'episode_return' (mean over the run's episodes),
-    'hparams' (final main-head values), 'history' (this process's log rows:
-    frames, episode_return (window mean; None without episodes), episodes,
+    An `Experiment`. Its run returns a dict: 'frames', 'episodes',
+    'episode_return' (mean over the run's episodes), 'hparams' (final
+    main-head values), 'history' (this process's log rows: frames,
+    episode_return (window mean; None without episodes), episodes,
     frames_per_sec, the main head's hyperparameters; on Atari also
     human_normalized_return, `atari_scores.human_normalized_score` of the
-    window's mean return). `root_dir/result.json`
-    has the whole history across restarts.
+    window's mean return). `root_dir/result.json` has the whole history
+    across restarts.
 
   Raises:
     ValueError: naming the argument, on bad settings.
@@ -191,60 +152,38 @@ def build(suite: str = 'minatar',
   if suite not in SUITES:
     raise ValueError(f'suite: must be one of {sorted(SUITES)}, got '
                      f'{suite!r}.')
-  if method not in bootstrap.METHODS:
-    raise ValueError(f'method: must be one of {bootstrap.METHODS}, got '
-                     f'{method!r}.')
   for arg, value in (('num_frames', num_frames), ('num_envs', num_envs),
                      ('unroll_length', unroll_length)):
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
       raise ValueError(f'{arg}: must be a positive int, got {value!r}.')
+  config = bootstrap.BootstrapConfig()
+  method = config.method
   env_kwargs = dict(env_kwargs or {})
   default_torso, obs_scale = SUITES[suite]
   tf.random.set_seed(seed)
-  strat = distribute.make_strategy(strategy)
+  strat = distribute.make_strategy()
   time_step_spec, action_spec = atari.env_specs(suite, game, **env_kwargs)
   obs_spec = time_step_spec.observation
   num_actions = int(action_spec.maximum) - int(action_spec.minimum) + 1
-  config = _bootstrap_config(method, k_steps, l_steps, matching,
-                             reduction, continue_from)
   # IMPALA's sum-loss settings, for the agent's mean losses (docstring).
   transitions = unroll_length * num_envs
-
-  def rmsprop(lr):
-    return optimizers.RMSProp(learning_rate=lr, rho=rmsprop_rho,
-                              epsilon=rmsprop_epsilon / transitions**2)
-
-  def clipped(opt):
-    if inner_clip_global_norm is None:
-      return opt
-    return optimizers.GlobalNormClipped(opt,
-                                        inner_clip_global_norm / transitions)
-
-  target_lr = (inner_learning_rate if target_learning_rate is None else
-               target_learning_rate)
   with strat.scope():
     agent = impala.ImpalaAgent(
         obs_spec.shape, num_actions, torso=torso or default_torso,
-        num_aux_heads=num_aux_heads, observation_scale=obs_scale,
-        reward_clip=reward_clip, outer_hparams=outer_hparams, seed=seed)
-    meta = impala.make_meta_parameters(
-        num_aux_heads, init=hparams, aux_init=aux_hparams,
-        learn=() if method == 'fixed' else learn)
+        observation_scale=obs_scale, seed=seed)
+    meta = (impala.make_meta_parameters(agent.num_heads - 1, learn=())
+            if method == 'fixed' else
+            impala.make_meta_parameters(agent.num_heads - 1))
+    with gin.config_scope('inner'):
+      inner = optimizers.create_optimizer(loss_scale=transitions)
+    target = None
     if method == 'bmg':
-      target_opt = clipped(
-          rmsprop(target_lr) if target_optimizer == 'rmsprop' else
-          optimizers.get(target_optimizer, learning_rate=target_lr))
-    else:
-      target_opt = None
+      with gin.config_scope('target'):
+        target = optimizers.create_optimizer(loss_scale=transitions)
     learner = meta_learner_lib.MetaLearner(
         agent.params, meta, agent.objectives(), config,
-        inner_optimizer=clipped(rmsprop(inner_learning_rate)),
-        target_optimizer=target_opt,
-        meta_optimizer=meta_params.MetaOptimizer(
-            learning_rate=meta_learning_rate, epsilon=meta_epsilon,
-            clip_global_norm=meta_clip_global_norm),
-        jit_compile=jit_compile,
-        strategy=strat)
+        inner_optimizer=inner, target_optimizer=target,
+        meta_optimizer=meta_params.MetaOptimizer(), strategy=strat)
   stats = RunStats()
 
   def scaled_hparams():
@@ -289,17 +228,6 @@ def build(suite: str = 'minatar',
 
 
 train_eval = experiment_lib.trainer(build)
-
-
-def _bootstrap_config(method, k_steps, l_steps, matching, reduction,
-                      continue_from):
-  """The engine's `BootstrapConfig` (for 'fixed', K updates per call)."""
-  if method == 'bmg':
-    return bootstrap.BootstrapConfig(
-        method='bmg', k_steps=k_steps, l_steps=l_steps,
-        matching=dict(matching or {'policy_kl': 1.0}), reduction=reduction,
-        continue_from=continue_from)
-  return bootstrap.BootstrapConfig(method=method, k_steps=k_steps)
 
 
 def _loop(make_env, agent, meta, learner, config, stats, unroll_length,

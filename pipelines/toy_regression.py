@@ -59,41 +59,35 @@ class RegressionStream(tf.Module):
 
 
 @gin.configurable
-def build(method: str = 'bmg',
-          k_steps: int = 1,
-          l_steps: int = 4,
-          num_meta_steps: int = 300,
+def build(num_meta_steps: int = 300,
           inner_learning_rate: float = 0.01,
-          meta_learning_rate: float = 0.05,
-          target_learning_rate: float = 0.1,
           dim: int = 8,
           batch_size: int = 32,
           noise: float = 0.1,
           hidden_sizes: Sequence[int] = (32,),
           task_period: int = 50,
           seed: int = 0,
-          jit_compile: bool = False,
           log_every: int = 100,
           checkpoint_every: int = 100,
           export: bool = True) -> experiment_lib.Experiment:
   """Builds the toy regressor whose learning rate is meta-learned.
 
+  The objects read their own gin bindings (`gin/toy/*.gin`):
+  `BootstrapConfig` (method 'mg' or 'bmg', K, L, matching),
+  `target/create_optimizer` (BMG's target step), `MetaOptimizer` and
+  `MetaLearner` (jit_compile). The inner optimizer is SGD whose learning
+  rate is the meta-parameter.
+
   Args:
-    method: 'mg' or 'bmg'.
-    k_steps: K, inner steps differentiated through.
-    l_steps: L, BMG's bootstrap length.
     num_meta_steps: budget in meta-steps.
     inner_learning_rate: the inner SGD learning rate at the start (the
       meta-learned one's initial value).
-    meta_learning_rate: Adam step size of the meta-optimizer.
-    target_learning_rate: SGD step size of BMG's target step.
     dim: input dimension.
     batch_size: samples per batch.
     noise: label noise standard deviation.
     hidden_sizes: hidden widths of the MLP regressor.
     task_period: meta-steps between task changes.
     seed: random seed (initialisation and data).
-    jit_compile: compile the meta-step with XLA.
     log_every: meta-steps between progress lines and history rows.
     checkpoint_every: meta-steps between checkpoints.
     export: write the SavedModel (`predict`, `meta_parameters` with the
@@ -107,6 +101,8 @@ def build(method: str = 'bmg',
   Raises:
     ValueError: naming the argument, on bad settings.
   """
+  config = bootstrap.BootstrapConfig()
+  method = config.method
   if method not in ('mg', 'bmg'):
     raise ValueError(f"method: must be 'mg' or 'bmg', got {method!r}.")
   if num_meta_steps <= 0 or task_period <= 0:
@@ -129,17 +125,15 @@ def build(method: str = 'bmg',
       'learning_rate': meta_params.MetaParameter(
           inner_learning_rate, transform='exp', name='learning_rate')
   })
-  config = bootstrap.BootstrapConfig(method=method, k_steps=k_steps,
-                                     l_steps=l_steps,
-                                     matching={'param_l2': 1.0})
+  target = None
+  if method == 'bmg':
+    with gin.config_scope('target'):
+      target = optimizers.create_optimizer()
   learner = meta_learner_lib.MetaLearner(
       net.params, meta, objectives, config,
       inner_optimizer=optimizers.SGD(learning_rate=inner_learning_rate),
-      target_optimizer=optimizers.SGD(learning_rate=target_learning_rate),
-      meta_optimizer=meta_params.MetaOptimizer(
-          learning_rate=meta_learning_rate),
-      batch_fn=stream.batch,
-      jit_compile=jit_compile)
+      target_optimizer=target, meta_optimizer=meta_params.MetaOptimizer(),
+      batch_fn=stream.batch)
 
   def export_to(export_dir, gin_config):
     return export_lib.export_regressor(
@@ -149,8 +143,8 @@ def build(method: str = 'bmg',
         gin_config=gin_config)
 
   def describe(result):
-    return (f'{method.upper()} K={k_steps}'
-            f'{f" L={l_steps}" if method == "bmg" else ""}: learning_rate '
+    return (f'{method.upper()} K={config.k_steps}'
+            f'{f" L={config.l_steps}" if method == "bmg" else ""}: learning_rate '
             f'{result["initial_learning_rate"]:.4g} -> '
             f'{result["final_learning_rate"]:.4g} after '
             f'{int(learner.train_step_counter)} meta-steps')

@@ -29,8 +29,9 @@ import os
 
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 
-import math  # pylint: disable=g-import-not-at-top,g-bad-import-order
-from typing import Mapping, Optional, Sequence
+import dataclasses  # pylint: disable=g-import-not-at-top,g-bad-import-order
+import math
+from typing import Optional
 
 import gin
 import tensorflow as tf
@@ -76,44 +77,14 @@ def _over_rollouts(agent, objectives):
 
 @gin.configurable
 def build(env_name: str = 'TwoColors',
-          method: str = 'bmg',
           num_env_steps: int = 10_000_000,
           rollout_length: int = 16,
-          k_steps: int = 7,
-          l_steps: int = 9,
-          continue_from: str = 'K+L-1',
-          matching: Optional[Mapping[str, float]] = None,
-          reduction: str = 'sum',
-          fixed_steps_per_call: int = 8,
-          inner_learning_rate: float = 0.1,
-          inner_clip_global_norm: Optional[float] = None,
-          target_optimizer: str = 'sgd',
-          target_learning_rate: float = 0.1,
-          target_rollouts: int = 1,
-          bootstrap_entropy_weight: Optional[float] = None,
-          meta_learning_rate: float = 1e-4,
-          meta_epsilon: float = 1e-4,
-          meta_clip_global_norm: Optional[float] = None,
           entropy_weight: float = 0.3,
           contextual: bool = True,
-          context_window: int = 10,
-          context_transform: str = 'none',
-          context_scale: float = 0.1,
-          context_decay: float = 0.999,
-          meta_hidden_sizes: Sequence[int] = (32,),
-          meta_output_kernel_scale: float = 0.0,
-          outer_entropy_weight: float = 0.0,
-          hidden_sizes: Sequence[int] = (256, 256),
-          gamma: float = 0.99,
-          value_coef: float = 1.0,
-          return_steps: str = 'n_step',
-          flip_period: int = 100_000,
-          respawn: str = 'collected',
-          step_cost: float = 0.0,
+          target_rollouts: int = 1,
+          bootstrap_entropy_weight: Optional[float] = None,
           seed: int = 0,
           num_seeds: int = 1,
-          jit_compile: bool = True,
-          steps_per_call: int = 1,
           log_every: int = 50_000,
           checkpoint_every: int = 500_000,
           export: bool = True) -> experiment_lib.Experiment:
@@ -122,23 +93,28 @@ def build(env_name: str = 'TwoColors',
   `experiment_lib.run_experiment(build(...), root_dir)` trains it (resuming
   from `root_dir`), `export_experiment` exports a run of it.
 
+  The objects read their own gin bindings (`gin/two_colors/ac_*.gin`):
+  `BootstrapConfig` (method 'fixed', 'mg' or 'bmg'; K, L, matching, ...;
+  for 'fixed', `k_steps` is the inner updates per compiled call),
+  `TFTwoColors` (flip_period, respawn, step_cost), `ActorCritic` (hidden
+  sizes, gamma, value_coef, outer_entropy_weight, return_steps),
+  `RewardContext` (window, transform, scale, decay),
+  `ContextualMetaParameters` (hidden_sizes, output_kernel_scale),
+  `create_optimizer` in the scopes `inner` (the learner's update) and
+  `target` (BMG's target step), `MetaOptimizer` and `MetaLearner`
+  (jit_compile, steps_per_call). With N > 1 seeds the pipeline clips each
+  seed by its own norm, and for `reduction='mean'` multiplies the policy
+  and value matching weights by N (a mean over `[T, N]` states is 1/N of the
+  per-seed means' sum).
+
   Args:
     env_name: 'TwoColors'.
-    method: 'fixed', 'mg' or 'bmg'.
     num_env_steps: budget in env steps.
     rollout_length: env steps per rollout (one inner update each).
-    k_steps: K, inner updates differentiated through (MG and BMG).
-    l_steps: L, BMG's bootstrap length (L-1 inner steps + 1 target step).
-    continue_from: BMG's continuation, 'K' or 'K+L-1'.
-    matching: BMG's matching weights; default `{'policy_kl': 1.0}`.
-    reduction: 'sum' or 'mean' over the matching rollout's states. 'sum'
-      (the public PyTorch port's choice) scales the meta-gradient by T.
-    fixed_steps_per_call: inner updates per compiled call for 'fixed'.
-    inner_learning_rate: the inner SGD step size.
-    inner_clip_global_norm: if set, the inner (and target) gradients are
-      clipped to this global norm, differentiably (`GlobalNormClipped`).
-    target_optimizer: BMG's target-step optimizer: 'sgd', 'rmsprop', ...
-    target_learning_rate: its step size.
+    entropy_weight: the fixed weight ('fixed'), or the initial value of the
+      learned one.
+    contextual: learn the weight as sigmoid(MLP(the reward context)); else
+      as a single sigmoid logit.
     target_rollouts: BMG only: M >= 1 rollouts in the target step's batch,
       all collected with x_{K+L-1}; the target step descends the mean of
       their outer losses, and with `match_batch='target'` the matching sums
@@ -150,43 +126,11 @@ def build(env_name: str = 'TwoColors',
       A number: they use the inner loss with this fixed entropy weight
       instead, so the target holds no trace of the meta-learned weight
       (`Objectives.bootstrap_loss`; why in docs/fidelity.md).
-    meta_learning_rate: Adam step size of the meta-optimizer.
-    meta_epsilon: Adam epsilon of the meta-optimizer.
-    meta_clip_global_norm: optional meta-gradient clipping.
-    entropy_weight: the fixed weight ('fixed'), or the initial value of the
-      learned one.
-    contextual: learn the weight as sigmoid(MLP(last `context_window`
-      rollout mean rewards)); else as a single sigmoid logit.
-    context_window: rollouts in the reward context.
-    context_transform: what the meta-network sees of the rollout mean
-      rewards `r`: 'none' (`r`), 'tanh' (`tanh(r / context_scale)`) or
-      'running_tanh' (`tanh((r - m) / s)` with running mean and deviation,
-      see `rollout.RewardContext`).
-    context_scale: the fixed scale of 'tanh'; the initial deviation of
-      'running_tanh'.
-    context_decay: per-rollout decay of 'running_tanh's running averages.
-    meta_hidden_sizes: hidden widths of the contextual MLP.
-    meta_output_kernel_scale: 0 starts the contextual MLP's output kernel at
-      zero (the weight starts at `entropy_weight` at any context); > 0 scales
-      a random Glorot-uniform output kernel.
-    outer_entropy_weight: fixed entropy bonus in the outer objective (MG's
-      meta-loss and BMG's target step).
-    hidden_sizes: hidden widths of the policy and value MLPs.
-    gamma: discount factor.
-    value_coef: weight of the value loss in the inner loss.
-    return_steps: 'n_step' or '1_step' returns.
-    flip_period: env steps between reward flips.
-    respawn: 'collected' or 'all'.
-    step_cost: reward subtracted every step.
     seed: seed of the networks, env stream and action sampling.
     num_seeds: N > 1 runs seeds `seed`, ..., `seed + N - 1` as a batch
       dimension of one graph (see the module docstring); `num_env_steps` is
       then per seed, and the SavedModel of seed n goes to
       `export/seed_<n>`.
-    jit_compile: compile the meta-step with XLA.
-    steps_per_call: meta-steps per compiled call (a `tf.while_loop` in the
-      graph, `MetaLearner`); the same result, less per-call overhead. The
-      budget, logs and checkpoints are checked between calls.
     log_every: env steps between progress lines and summaries.
     checkpoint_every: env steps between checkpoints.
     export: write the SavedModel to `root_dir/export` at the end.
@@ -206,34 +150,28 @@ def build(env_name: str = 'TwoColors',
   Raises:
     ValueError: naming the argument, on bad settings.
   """
+  config = _bootstrap_config(bootstrap.BootstrapConfig(), num_seeds)
+  method = config.method
   _check_settings(method, num_env_steps, rollout_length, target_rollouts,
                   bootstrap_entropy_weight, num_seeds)
   seeds = None if num_seeds == 1 else num_seeds  # The seed axis, if any.
   clip_dims = 0 if seeds is None else 1
   tf.random.set_seed(seed)
-  env = tf_two_colors.make_env(env_name, flip_period=flip_period,
-                               respawn=respawn, step_cost=step_cost,
-                               batch_size=num_seeds, seed=seed)
+  env = tf_two_colors.make_env(env_name, batch_size=num_seeds, seed=seed)
   obs_dim = env.observation_spec().shape[-1]
   num_actions = int(env.action_spec().maximum) + 1
-  agent = actor_critic.ActorCritic(
-      obs_dim, num_actions, hidden_sizes=hidden_sizes, gamma=gamma,
-      value_coef=value_coef, outer_entropy_weight=outer_entropy_weight,
-      return_steps=return_steps, seed=seed, num_seeds=seeds)
+  agent = actor_critic.ActorCritic(obs_dim, num_actions, seed=seed,
+                                   num_seeds=seeds)
   policy = rollout_lib.FunctionalPolicy(
       env.time_step_spec(), env.action_spec(), agent.distribution,
       lambda: agent.params, seed=seed + 1)
   collector = rollout_lib.RolloutCollector(env, policy, rollout_length)
-  context = rollout_lib.RewardContext(
-      context_window, num_streams=seeds, transform=context_transform,
-      scale=context_scale, decay=context_decay)
+  context = rollout_lib.RewardContext(num_streams=seeds)
   stats = rollout_lib.RunStats(seeds)
   cache = rollout_lib.RolloutCache(collector.rollout_spec())
-  meta = _entropy_meta(method, entropy_weight, contextual, context_window,
-                       meta_hidden_sizes, meta_output_kernel_scale, seed,
-                       seeds)
-  config = _bootstrap_config(method, k_steps, l_steps, fixed_steps_per_call,
-                             matching, reduction, continue_from, num_seeds)
+  contextual = contextual and method != 'fixed'
+  meta = _entropy_meta(method, entropy_weight, contextual, context.window,
+                       seed, seeds)
   objectives = agent.objectives()
   if target_rollouts > 1:
     objectives = _over_rollouts(agent, objectives)
@@ -252,30 +190,15 @@ def build(env_name: str = 'TwoColors',
     stats.update(rollout, entropy)
     return rollout
 
-  def clipped(opt):
-    if inner_clip_global_norm is None:
-      return opt
-    return optimizers.GlobalNormClipped(opt, inner_clip_global_norm,
-                                        batch_dims=clip_dims)
-
+  inner, target = _optimizers(method == 'bmg', batch_dims=clip_dims)
   learner = meta_learner_lib.MetaLearner(
       agent.params, meta, objectives, config,
-      inner_optimizer=clipped(
-          optimizers.SGD(learning_rate=inner_learning_rate)),
-      target_optimizer=(clipped(optimizers.get(
-          target_optimizer, learning_rate=target_learning_rate))
-                        if method == 'bmg' else None),
-      meta_optimizer=meta_params.MetaOptimizer(
-          learning_rate=meta_learning_rate, epsilon=meta_epsilon,
-          clip_global_norm=meta_clip_global_norm,
-          clip_batch_dims=clip_dims),
+      inner_optimizer=inner, target_optimizer=target,
+      meta_optimizer=meta_params.MetaOptimizer(clip_batch_dims=clip_dims),
       batch_fn=_batch_fn(config, collect, cache, target_rollouts),
-      jit_compile=jit_compile,
-      steps_per_call=steps_per_call,
       context_fn=context.value)
-  has_meta = method != 'fixed'
   export_fn = _export_fn(agent, meta, learner, obs_dim, num_seeds,
-                         has_meta, has_meta and contextual, context_window)
+                         method != 'fixed', contextual, context.window)
   return experiment_lib.Experiment(
       learner=learner,
       trackables=dict(env=env, policy_rng=policy.generator, context=context,
@@ -328,8 +251,8 @@ def _check_settings(method, num_env_steps, rollout_length, target_rollouts,
     raise ValueError('num_seeds: must be a positive int, got None.')
 
 
-def _entropy_meta(method, entropy_weight, contextual, context_window,
-                  meta_hidden_sizes, output_kernel_scale, seed, seeds):
+def _entropy_meta(method, entropy_weight, contextual, context_window, seed,
+                  seeds):
   """The entropy weight: fixed, one sigmoid logit, or contextual."""
   if method == 'fixed':
     return meta_params.MetaParameters({'entropy_weight': entropy_weight})
@@ -337,30 +260,35 @@ def _entropy_meta(method, entropy_weight, contextual, context_window,
     return meta_params.MetaParameters({}, contextual=(
         meta_params.ContextualMetaParameters(
             context_window, {'entropy_weight': entropy_weight},
-            hidden_sizes=meta_hidden_sizes, seed=seed + 2000,
-            num_seeds=seeds, output_kernel_scale=output_kernel_scale)))
+            seed=seed + 2000, num_seeds=seeds)))
   return meta_params.MetaParameters({
       'entropy_weight': meta_params.MetaParameter(
           entropy_weight, 'sigmoid', num_seeds=seeds,
           name='entropy_weight')})
 
 
-def _bootstrap_config(method, k_steps, l_steps, fixed_steps_per_call,
-                      matching, reduction, continue_from, num_seeds):
-  """The engine's `BootstrapConfig` for `method`."""
-  if method == 'fixed':
-    return bootstrap.BootstrapConfig(method='fixed',
-                                     k_steps=fixed_steps_per_call)
-  if method == 'mg':
-    return bootstrap.BootstrapConfig(method='mg', k_steps=k_steps)
-  weights = dict(matching or {'policy_kl': 1.0})
-  if num_seeds > 1 and reduction == 'mean':
-    # A mean over [T, N] states is 1/N of the per-seed means' sum.
-    weights = {k: w * (num_seeds if k != 'param_l2' else 1)
-               for k, w in weights.items()}
-  return bootstrap.BootstrapConfig(
-      method='bmg', k_steps=k_steps, l_steps=l_steps, matching=weights,
-      reduction=reduction, continue_from=continue_from)
+def _bootstrap_config(config, num_seeds):
+  """The gin-bound `BootstrapConfig`, with BMG's weights made per seed.
+
+  With N seeds batched and `reduction='mean'`, a mean over `[T, N]` states
+  is 1/N of the per-seed means' sum: the policy and value weights are
+  multiplied by N so that each seed's meta-gradient is its own.
+  """
+  if config.method != 'bmg' or num_seeds == 1 or config.reduction != 'mean':
+    return config
+  return dataclasses.replace(config, matching={
+      k: w * (num_seeds if k != 'param_l2' else 1)
+      for k, w in config.matching.items()})
+
+
+def _optimizers(with_target, batch_dims):
+  """The inner and (BMG's) target optimizers, from gin scopes."""
+  with gin.config_scope('inner'):
+    inner = optimizers.create_optimizer(batch_dims=batch_dims)
+  if not with_target:
+    return inner, None
+  with gin.config_scope('target'):
+    return inner, optimizers.create_optimizer(batch_dims=batch_dims)
 
 
 def _batch_fn(config, collect, cache, target_rollouts):

@@ -1,6 +1,6 @@
 """Two-colours epsilon-greedy Q(lambda) with a fixed or BMG-learned epsilon.
 
-BMG_SPEC section 2.2. One gin-configurable `train_eval` wires:
+BMG_SPEC section 2.2. `build` (gin-configurable) wires:
 
   TFTwoColors (in-graph, one stream) -> TF-Agents DynamicStepDriver with the
   epsilon-greedy `FunctionalPolicy` of a `QLearner` -> observer: a
@@ -18,7 +18,7 @@ write, the same as E `add_batch` calls.
 
 One iteration = collect `E` env steps, sample N batches, one learner step:
 
-  fixed: N = `fixed_steps_per_call` Q-learning updates, no meta-gradient;
+  fixed: N = `BootstrapConfig.k_steps` Q-learning updates, no meta-gradient;
   bmg:   `BootstrapConfig(method='bmg', k_steps=0, l_steps=L,
          matching={'policy_kl': 1.0}, continue_from='K+L-1')`: N = L batches;
          the L-1 bootstrap Q-learning steps are the learner's real updates,
@@ -28,8 +28,8 @@ One iteration = collect `E` env steps, sample N batches, one learner step:
          s_{T-1}` (`reduction`), where `x` is the learner at the start of the
          iteration (K = 0). No extra samples: the target batch is re-used.
 
-Replay ratio. `U` = learner updates kept per iteration (`fixed_steps_per_call`
-for 'fixed', L-1 for 'bmg'; BMG's target step is not counted), and
+Replay ratio. `U` = learner updates kept per iteration (`k_steps` for
+'fixed', L-1 for 'bmg'; BMG's target step is not counted), and
 
   E = max(1, round(U / replay_ratio))   env steps collected per iteration,
 
@@ -37,12 +37,13 @@ so `replay_ratio` is learner updates per env step (each update on a batch of
 `batch_size` sequences of `sequence_length` + 1 steps); the realised ratio is
 `U / E`. No learner step is taken until the env-step count reaches
 `min_replay_size` (collection continues in chunks of E steps, acting with the
-initial epsilon). The defaults (L = 16, `fixed_steps_per_call` = 15) give
+initial epsilon). The shipped configs (L = 16; 'fixed': K = 15) give
 fixed and BMG the same E and the same updates per env step.
 
 Reward context. One collection chunk (E env steps) is one "rollout" of
 `rollout.RewardContext`: the contextual epsilon is
-`sigmoid(MLP(mean reward of each of the last `context_window` chunks))`.
+`sigmoid(MLP(mean reward of each of the last `RewardContext.window`
+chunks))`.
 
 Replay sampling. TF-Agents' `TFUniformReplayBuffer.get_next` draws its
 indices with the stateful `tf.random.uniform` op, whose state lives in the
@@ -70,7 +71,6 @@ import os
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 
 import math  # pylint: disable=g-import-not-at-top,g-bad-import-order
-from typing import Optional, Sequence
 
 import gin
 import tensorflow as tf
@@ -100,7 +100,7 @@ def _check(condition: bool, message: str):
 
 
 def _epsilon_meta(method, epsilon, contextual, context_window,
-                  meta_hidden_sizes, seed) -> meta_params.MetaParameters:
+                  seed) -> meta_params.MetaParameters:
   """The epsilon meta-parameter: fixed, a sigmoid logit, or contextual."""
   if method == 'fixed':
     _check(0.0 <= epsilon <= 1.0,
@@ -109,8 +109,7 @@ def _epsilon_meta(method, epsilon, contextual, context_window,
   if contextual:
     return meta_params.MetaParameters({}, contextual=(
         meta_params.ContextualMetaParameters(
-            context_window, {'epsilon': epsilon},
-            hidden_sizes=meta_hidden_sizes, seed=seed + 2000,
+            context_window, {'epsilon': epsilon}, seed=seed + 2000,
             name='epsilon_net')))
   return meta_params.MetaParameters({
       'epsilon': meta_params.MetaParameter(epsilon, 'sigmoid',
@@ -119,36 +118,15 @@ def _epsilon_meta(method, epsilon, contextual, context_window,
 
 @gin.configurable
 def build(env_name: str = 'TwoColors',
-          method: str = 'bmg',
           num_env_steps: int = 10_000_000,
-          l_steps: int = 16,
-          reduction: str = 'mean',
-          fixed_steps_per_call: int = 15,
           replay_ratio: float = 0.25,
           batch_size: int = 32,
           sequence_length: int = 8,
           replay_capacity: int = 20_000,
           min_replay_size: int = 1_000,
-          inner_learning_rate: float = 1e-3,
-          inner_clip_global_norm: Optional[float] = None,
-          target_optimizer: str = 'adam',
-          target_learning_rate: float = 1e-3,
-          meta_learning_rate: float = 1e-3,
-          meta_epsilon: float = 1e-4,
-          meta_clip_global_norm: Optional[float] = None,
           epsilon: float = 0.1,
           contextual: bool = True,
-          context_window: int = 10,
-          meta_hidden_sizes: Sequence[int] = (32,),
-          hidden_sizes: Sequence[int] = (256, 256),
-          gamma: float = 0.99,
-          lambda_: float = 0.9,
-          trace: str = 'peng',
-          flip_period: int = 100_000,
-          respawn: str = 'collected',
-          step_cost: float = 0.0,
           seed: int = 0,
-          jit_compile: bool = True,
           log_every: int = 50_000,
           checkpoint_every: int = 500_000,
           export: bool = True) -> experiment_lib.Experiment:
@@ -158,95 +136,66 @@ def build(env_name: str = 'TwoColors',
   from `root_dir`); its files are those of every run (checkpoints,
   summaries, operative config, `history.jsonl`, `result.json`, `export/`).
 
+  The objects read their own gin bindings (`gin/two_colors/q_*.gin`):
+  `BootstrapConfig` (method 'fixed' with `k_steps` Q-learning updates per
+  iteration, or 'bmg' with K = 0 and L >= 2: L-1 updates kept, then the
+  target step; MG is not offered: epsilon is not in the Q-learning update,
+  so its meta-gradient is exactly zero, tests/agents/q_learning_test.py),
+  `QLearner` (hidden_sizes, gamma, lambda_, trace), `TFTwoColors`,
+  `RewardContext` (window: collection chunks in the context),
+  `ContextualMetaParameters` (hidden_sizes), `create_optimizer` in the
+  scopes `inner` (the learner's Adam; 1e-3, the Keras default, is our
+  choice: the appendix with the paper's value was not available) and
+  `target` (BMG's target step, with its own state), `MetaOptimizer` and
+  `MetaLearner` (jit_compile: the learner step and the collection; the
+  replay's add and sample never are).
+
   Args:
     env_name: 'TwoColors'.
-    method: 'fixed' (constant epsilon) or 'bmg' (meta-learned epsilon). MG
-      is not offered: epsilon is not in the Q-learning update, so its
-      meta-gradient is exactly zero (tests/agents/q_learning_test.py).
     num_env_steps: budget in env steps (warm-up included).
-    l_steps: L >= 2, BMG's bootstrap length: L-1 Q-learning updates kept by
-      the learner + 1 target step (K = 0).
-    reduction: 'mean' or 'sum' of the KL over the target batch's B*T states
-      ('sum' multiplies the meta-gradient by B*T).
-    fixed_steps_per_call: Q-learning updates per iteration for 'fixed'
-      (default L-1, so that fixed and BMG collect the same chunks).
     replay_ratio: learner updates per env step (module docstring).
     batch_size: B, sequences per learner update.
     sequence_length: T, Q(lambda) steps per sequence (T+1 observations).
     replay_capacity: frames the replay buffer holds (oldest overwritten).
     min_replay_size: env steps collected before the first learner step;
       >= sequence_length + 1.
-    inner_learning_rate: step size of the learner's Adam (`optimizers.Adam`,
-      epsilon 1e-7; 1e-3, the Keras default, is our choice: the appendix
-      with the paper's value was not available).
-    inner_clip_global_norm: if set, the learner's (and the target step's)
-      gradients are clipped to this global norm (`GlobalNormClipped`).
-    target_optimizer: optimizer of BMG's target step ('adam', 'sgd', ...);
-      it keeps its own state across meta-steps.
-    target_learning_rate: its step size.
-    meta_learning_rate: Adam step size of the meta-optimizer.
-    meta_epsilon: Adam epsilon of the meta-optimizer (1e-4 as in the paper).
-    meta_clip_global_norm: optional meta-gradient clipping.
     epsilon: the fixed epsilon ('fixed', in [0, 1]) or the initial value of
       the learned one ('bmg', in (0, 1)).
-    contextual: 'bmg' only: learn epsilon as sigmoid(MLP(last
-      `context_window` chunk mean rewards)); else as one sigmoid logit.
-    context_window: chunks in the reward context.
-    meta_hidden_sizes: hidden widths of the contextual MLP.
-    hidden_sizes: hidden widths of the Q-network (2 x 256 in the paper).
-    gamma: discount factor.
-    lambda_: Q(lambda) trace parameter (0.9 in the paper).
-    trace: 'peng' or 'watkins' Q(lambda).
-    flip_period: env steps between reward flips.
-    respawn: 'collected' or 'all'.
-    step_cost: reward subtracted every step.
+    contextual: 'bmg' only: learn epsilon as sigmoid(MLP(the reward
+      context)); else as one sigmoid logit.
     seed: seed of the networks, env stream, action sampling and replay
       sampling (`tf.random.set_seed(seed)` too).
-    jit_compile: compile the learner step and the collection with XLA (the
-      replay's add and sample never are).
     log_every: env steps between progress lines, summaries and history rows.
     checkpoint_every: env steps between checkpoints.
     export: write the SavedModel to `root_dir/export` at the end.
   Returns:
-    An `Experiment`. Its run returns a dict: 'env_steps', 'reward_per_step' (whole run), 'epsilon' (final, at
-    the final reward context), 'learner_updates', 'replay_frames',
-    'env_steps_per_iteration', 'history' (rows logged by this process:
-    env_steps, reward_per_step over the window, epsilon, policy_entropy,
-    env_steps_per_sec from the second log on).
-    `root_dir/result.json` holds the same with the whole history across
+    An `Experiment`. Its run returns a dict: 'env_steps', 'reward_per_step'
+    (whole run), 'epsilon' (final, at the final reward context),
+    'learner_updates', 'replay_frames', 'env_steps_per_iteration', 'history'
+    (rows logged by this process: env_steps, reward_per_step over the
+    window, epsilon, policy_entropy, env_steps_per_sec from the second log
+    on). `root_dir/result.json` holds the same with the whole history across
     restarts, plus 'method' and 'seed'.
 
   Raises:
     ValueError: naming the argument, on bad settings.
   """
-  _check_settings(method, num_env_steps, l_steps, fixed_steps_per_call,
-                  replay_ratio, batch_size, sequence_length, min_replay_size,
-                  replay_capacity)
+  config = bootstrap.BootstrapConfig()
+  method = config.method
+  _check_settings(config, num_env_steps, replay_ratio, batch_size,
+                  sequence_length, min_replay_size, replay_capacity)
   tf.random.set_seed(seed)
-  env = tf_two_colors.make_env(env_name, flip_period=flip_period,
-                               respawn=respawn, step_cost=step_cost,
-                               batch_size=1, seed=seed)
+  env = tf_two_colors.make_env(env_name, batch_size=1, seed=seed)
   obs_dim = env.observation_spec().shape[-1]
   num_actions = int(env.action_spec().maximum) + 1
-  agent = q_learning.QLearner(obs_dim, num_actions, hidden_sizes=hidden_sizes,
-                              gamma=gamma, lambda_=lambda_, trace=trace,
-                              seed=seed)
-  context = rollout_lib.RewardContext(context_window)
-  meta = _epsilon_meta(method, epsilon, contextual, context_window,
-                       meta_hidden_sizes, seed)
+  agent = q_learning.QLearner(obs_dim, num_actions, seed=seed)
+  context = rollout_lib.RewardContext()
   contextual = contextual and method == 'bmg'
+  meta = _epsilon_meta(method, epsilon, contextual, context.window, seed)
 
   def epsilon_fn():
     return meta(context.value())['epsilon']
 
-  if method == 'fixed':
-    config = bootstrap.BootstrapConfig(method='fixed',
-                                       k_steps=fixed_steps_per_call)
-  else:
-    config = bootstrap.BootstrapConfig(
-        method='bmg', k_steps=0, l_steps=l_steps,
-        matching={'policy_kl': 1.0}, reduction=reduction,
-        continue_from='K+L-1')
   steps_per_iteration = max(1, round(config.learner_steps / replay_ratio))
   policy = agent.make_policy(env.time_step_spec(), env.action_spec(),
                              epsilon_fn=epsilon_fn, seed=seed + 1)
@@ -254,27 +203,20 @@ def build(env_name: str = 'TwoColors',
       policy.trajectory_spec, batch_size=1, max_length=replay_capacity,
       seed=seed + 3000)
   stats = rollout_lib.RunStats()
+  with gin.config_scope('inner'):
+    inner = optimizers.create_optimizer()
+  target = None
+  if method == 'bmg':
+    with gin.config_scope('target'):
+      target = optimizers.create_optimizer()
+  learner = meta_learner_lib.MetaLearner(
+      agent.params, meta, agent.objectives(), config,
+      inner_optimizer=inner, target_optimizer=target,
+      meta_optimizer=meta_params.MetaOptimizer())
   collect, add, add_and_sample = _data_fns(
       agent, env, policy, replay, context, stats, epsilon_fn,
       steps_per_iteration, config.batches_per_step, batch_size,
-      sequence_length, jit_compile)
-
-  def clipped(opt):
-    if inner_clip_global_norm is None:
-      return opt
-    return optimizers.GlobalNormClipped(opt, inner_clip_global_norm)
-
-  learner = meta_learner_lib.MetaLearner(
-      agent.params, meta, agent.objectives(), config,
-      inner_optimizer=clipped(
-          optimizers.Adam(learning_rate=inner_learning_rate)),
-      target_optimizer=(clipped(optimizers.get(
-          target_optimizer, learning_rate=target_learning_rate))
-                        if method == 'bmg' else None),
-      meta_optimizer=meta_params.MetaOptimizer(
-          learning_rate=meta_learning_rate, epsilon=meta_epsilon,
-          clip_global_norm=meta_clip_global_norm),
-      jit_compile=jit_compile)
+      sequence_length, learner.jit_compile)
 
   def export_to(export_dir, gin_config):
     return export_lib.export_policy(
@@ -286,7 +228,7 @@ def build(env_name: str = 'TwoColors',
         epsilon_fn=epsilon_fn,
         meta_fn=(lambda ctx: meta(ctx)) if contextual else (
             (lambda: meta()) if method == 'bmg' else None),
-        context_dim=context_window if contextual else None,
+        context_dim=context.window if contextual else None,
         train_step=int(learner.train_step_counter),
         gin_config=gin_config)
 
@@ -318,18 +260,21 @@ def build(env_name: str = 'TwoColors',
 train_eval = experiment_lib.trainer(build)
 
 
-def _check_settings(method, num_env_steps, l_steps, fixed_steps_per_call,
-                    replay_ratio, batch_size, sequence_length,
-                    min_replay_size, replay_capacity):
+def _check_settings(config, num_env_steps, replay_ratio, batch_size,
+                    sequence_length, min_replay_size, replay_capacity):
   """Raises a ValueError naming the argument on bad settings."""
-  _check(method in METHODS, f'method: must be one of {METHODS}, got '
-         f'{method!r} (MG has no gradient for epsilon).')
+  _check(config.method in METHODS, f'method: must be one of {METHODS}, got '
+         f'{config.method!r} (MG has no gradient for epsilon).')
   _check(num_env_steps > 0, f'num_env_steps: must be positive, got '
          f'{num_env_steps}.')
-  _check(l_steps >= 2, f'l_steps: must be >= 2 (K = 0: the learner keeps '
-         f'L-1 updates), got {l_steps}.')
-  _check(fixed_steps_per_call >= 1, f'fixed_steps_per_call: must be >= 1, '
-         f'got {fixed_steps_per_call}.')
+  if config.method == 'bmg':
+    _check(config.k_steps == 0, f'k_steps: BMG here has K = 0 (epsilon is '
+           f'not in the Q-learning update), got {config.k_steps}.')
+    _check(config.l_steps >= 2, f'l_steps: must be >= 2 (K = 0: the learner '
+           f'keeps L-1 updates), got {config.l_steps}.')
+  else:
+    _check(config.k_steps >= 1, f'k_steps: the fixed learner needs >= 1 '
+           f'update per iteration, got {config.k_steps}.')
   _check(math.isfinite(replay_ratio) and replay_ratio > 0,
          f'replay_ratio: must be finite and positive, got {replay_ratio}.')
   _check(batch_size >= 1, f'batch_size: must be >= 1, got {batch_size}.')

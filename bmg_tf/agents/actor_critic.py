@@ -66,7 +66,8 @@ def n_step_returns(rewards: tf.Tensor, discounts: tf.Tensor,
     return returns
 
 
-@gin.configurable
+@gin.configurable(allowlist=['hidden_sizes', 'gamma', 'value_coef',
+                             'outer_entropy_weight', 'return_steps'])
 class ActorCritic(tf.Module):
   """Softmax actor-critic with separate policy and value MLPs."""
 

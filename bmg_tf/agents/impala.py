@@ -111,7 +111,7 @@ def _check_hparams(values: Mapping[str, float], arg: str) -> Dict[str, float]:
   return out
 
 
-@gin.configurable
+@gin.configurable(allowlist=['init', 'aux_init', 'learn'])
 def make_meta_parameters(num_aux_heads: int = 0,
                          init: Optional[Mapping[str, float]] = None,
                          aux_init: Optional[Mapping[str, float]] = None,
@@ -199,7 +199,8 @@ def batch_from_time_steps(time_steps: Sequence[ts_lib.TimeStep],
   }
 
 
-@gin.configurable
+@gin.configurable(allowlist=['num_aux_heads', 'reward_clip', 'outer_hparams',
+                             'clip_rho_threshold', 'clip_pg_rho_threshold'])
 class ImpalaAgent(tf.Module):
   """Torso + (1 + num_aux_heads) policy/value heads, V-trace losses."""
 

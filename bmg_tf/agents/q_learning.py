@@ -351,7 +351,7 @@ def _as_positive_int(value, arg: str, minimum: int) -> int:
   return value
 
 
-@gin.configurable
+@gin.configurable(allowlist=['hidden_sizes', 'gamma', 'lambda_', 'trace'])
 class QLearner(tf.Module):
   """Q(lambda) learner with an MLP Q-network and an epsilon-greedy policy."""
 

@@ -29,6 +29,7 @@ import contextlib
 import math
 from typing import Callable, Dict, Optional, Sequence
 
+import gin
 import tensorflow as tf
 import tensorflow_probability as tfp
 from tf_agents.drivers import dynamic_step_driver
@@ -215,6 +216,7 @@ class RolloutCollector(tf.Module):
 CONTEXT_TRANSFORMS = ('none', 'tanh', 'running_tanh')
 
 
+@gin.configurable(allowlist=['window', 'transform', 'scale', 'decay'])
 class RewardContext(tf.Module):
   """The mean reward of each of the last `window` rollouts: `[window]`.
 

@@ -86,7 +86,7 @@ def _check_finite_params(params):
                        f'{p.dtype.name}.')
 
 
-@gin.configurable
+@gin.configurable(allowlist=['jit_compile', 'steps_per_call'])
 class MetaLearner(tf.Module):
   """Holds learner and meta variables and exposes the compiled meta-step."""
 
@@ -235,6 +235,16 @@ class MetaLearner(tf.Module):
     if meta_vars:
       # Create the meta-optimizer's slots now: not inside an XLA cluster.
       self.meta_optimizer.optimizer.build(meta_vars)
+
+  @property
+  def inner_optimizer(self) -> optimizers_lib.Optimizer:
+    """The differentiable inner optimizer."""
+    return self._py.inner_optimizer
+
+  @property
+  def target_optimizer(self) -> Optional[optimizers_lib.Optimizer]:
+    """BMG's target-step optimizer (None for 'fixed' and 'mg')."""
+    return self._py.target_optimizer
 
   @property
   def jit_compile(self) -> bool:

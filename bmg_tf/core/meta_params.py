@@ -118,7 +118,7 @@ class MetaParameter(tf.Module):
       return TRANSFORMS[self._transform][0](self.raw)
 
 
-@gin.configurable
+@gin.configurable(allowlist=['hidden_sizes', 'output_kernel_scale'])
 class ContextualMetaParameters(tf.Module):
   """Meta-parameters as outputs of an MLP of a context vector.
 
@@ -342,7 +342,8 @@ class MetaParameters(tf.Module):
       }
 
 
-@gin.configurable
+@gin.configurable(allowlist=['learning_rate', 'epsilon', 'beta_1', 'beta_2',
+                             'clip_global_norm'])
 class MetaOptimizer(tf.Module):
   """Applies meta-gradients: a Keras optimizer plus global-norm clipping."""
 

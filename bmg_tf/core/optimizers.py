@@ -65,11 +65,13 @@ from __future__ import division
 from __future__ import print_function
 
 import collections.abc
+import inspect
 import math
 import numbers
 from typing import (Any, Dict, List, Mapping, NamedTuple, Optional, Sequence,
                     Tuple, Union)
 
+import gin
 import numpy as np
 import tensorflow as tf
 
@@ -79,6 +81,7 @@ __all__ = [
     'AdamState',
     'GlobalNormClipped',
     'clip_by_global_norm',
+    'create_optimizer',
     'Momentum',
     'MomentumState',
     'Optimizer',
@@ -938,3 +941,65 @@ def get(name: str, **hparams: Any) -> Optimizer:
     return _REGISTRY[key](**hparams)
   except TypeError as e:  # Unknown or missing keyword argument.
     raise ValueError(f'Bad arguments for optimizer {key!r}: {e}') from None
+
+
+# Where each optimizer adds its epsilon: inside the square root of a
+# squared-gradient average (scales as g**2) or outside it (scales as g).
+_EPSILON_POWER = {'rmsprop': 2, 'adam': 1}
+
+
+@gin.configurable(denylist=['batch_dims', 'loss_scale'])
+def create_optimizer(name: str = 'sgd',
+                     learning_rate: float = gin.REQUIRED,
+                     clip_global_norm: Optional[float] = None,
+                     batch_dims: int = 0,
+                     loss_scale: float = 1,
+                     **hparams: Any) -> Optimizer:
+  """Builds an inner or target optimizer, optionally clipped (gin scopes).
+
+  The pipelines call it under the gin scopes `inner` and `target`, so that
+  `inner/create_optimizer.learning_rate = 0.1` configures the learner's
+  update and `target/create_optimizer.name = 'sgd'` BMG's target step; an
+  unscoped binding (`create_optimizer.clip_global_norm = 5.0`) applies to
+  both.
+
+  Args:
+    name: One of `OPTIMIZER_NAMES`.
+    learning_rate: Its step size.
+    clip_global_norm: If set, the gradients' global norm is clipped to this
+      value (differentiably) before the update: `GlobalNormClipped`.
+    batch_dims: Wiring, not configurable: 1 when the parameters stack N
+      seeds along their leading axis (each seed is clipped by its own norm).
+    loss_scale: Wiring, not configurable: the losses the optimizer sees are
+      the losses its hyperparameters were stated for, divided by this (e.g.
+      IMPALA's settings are for losses summed over the batch; our losses are
+      means over `loss_scale` transitions). `clip_global_norm` is divided by
+      it, and `epsilon` by its square (RMSProp, inside the square root) or
+      by it (Adam).
+    **hparams: The optimizer's other constructor arguments (`rho`,
+      `epsilon`, `momentum`, `beta_1`, ...).
+
+  Returns:
+    An `Optimizer`.
+
+  Raises:
+    ValueError: On an unknown name or a bad argument (the message names it).
+  """
+  key = name.lower() if isinstance(name, str) else None
+  if loss_scale != 1 and 'epsilon' in hparams:
+    hparams = dict(hparams)
+    hparams['epsilon'] = (hparams['epsilon'] /
+                          loss_scale**_EPSILON_POWER.get(key, 1))
+  if key in _REGISTRY:
+    takes = set(inspect.signature(_REGISTRY[key]).parameters)
+    extra = sorted(set(hparams) - takes)
+    if extra:
+      raise ValueError(f'name: the {key!r} optimizer takes no {extra} '
+                       f'(bound for another optimizer?); it takes '
+                       f'{sorted(takes)}.')
+  optimizer = get(name, learning_rate=learning_rate, **hparams)
+  if clip_global_norm is None:
+    return optimizer
+  if loss_scale != 1:
+    clip_global_norm = clip_global_norm / loss_scale
+  return GlobalNormClipped(optimizer, clip_global_norm, batch_dims=batch_dims)

@@ -31,6 +31,7 @@ float32 `[B]`, observation float32 `[B, 6 * size]`. Actions: int `[B]` in
 are not checked.
 """
 
+import gin
 import numpy as np
 import tensorflow as tf
 from tf_agents.environments import tf_environment
@@ -44,6 +45,7 @@ __all__ = ['TFTwoColors', 'ENVS', 'make_env']
 _STATE_KEYS = ('agent', 'objects', 'step', 'reward', 'rng')
 
 
+@gin.configurable(allowlist=['size', 'flip_period', 'respawn', 'step_cost'])
 class TFTwoColors(tf_environment.TFEnvironment, tf.Module):
   """`batch_size` independent two-colours streams as a `TFEnvironment`."""
 

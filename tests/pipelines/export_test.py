@@ -17,6 +17,7 @@ os.environ['TF_USE_LEGACY_KERAS'] = '1'
 
 import json  # pylint: disable=g-import-not-at-top
 import re
+import shutil
 import subprocess
 import sys
 
@@ -25,7 +26,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bmg_tf.core import optimizers
 from pipelines import experiment
+from pipelines import legacy
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 FRESH = os.path.join(REPO, 'tests', 'tools', 'fresh_signatures.py')
@@ -33,27 +36,28 @@ ENV = {**os.environ, 'TF_USE_LEGACY_KERAS': '1', 'TF_CPP_MIN_LOG_LEVEL': '2'}
 LP = 'learner/learner_params/{}/.ATTRIBUTES/VARIABLE_VALUE'
 CP = 'learner/meta_parameters/contextual/net/{}/.ATTRIBUTES/VARIABLE_VALUE'
 AC = ['two_colors.build.num_env_steps = 200',
-      'two_colors.build.k_steps = 2',
-      'two_colors.build.l_steps = 2',
-      'two_colors.build.fixed_steps_per_call = 2',
-      'two_colors.build.hidden_sizes = (16, 16)',
-      'two_colors.build.meta_hidden_sizes = (8,)',
-      'two_colors.build.meta_learning_rate = 0.05',
-      'two_colors.build.jit_compile = False',
+      'BootstrapConfig.k_steps = 2',
+      'BootstrapConfig.l_steps = 2',
+      'ActorCritic.hidden_sizes = (16, 16)',
+      'ContextualMetaParameters.hidden_sizes = (8,)',
+      'MetaOptimizer.learning_rate = 0.05',
+      'MetaLearner.jit_compile = False',
       'two_colors.build.log_every = 100',
       'two_colors.build.checkpoint_every = 100']
 Q = ['two_colors_q.build.num_env_steps = 200',
-     'two_colors_q.build.l_steps = 3',
+     'BootstrapConfig.l_steps = 3',
      'two_colors_q.build.batch_size = 4',
      'two_colors_q.build.sequence_length = 3',
      'two_colors_q.build.min_replay_size = 40',
      'two_colors_q.build.replay_capacity = 200',
-     'two_colors_q.build.hidden_sizes = (16, 16)',
-     'two_colors_q.build.meta_hidden_sizes = (8,)',
-     'two_colors_q.build.meta_learning_rate = 0.05',
-     'two_colors_q.build.jit_compile = False',
+     'QLearner.hidden_sizes = (16, 16)',
+     'ContextualMetaParameters.hidden_sizes = (8,)',
+     'MetaOptimizer.learning_rate = 0.05',
+     'MetaLearner.jit_compile = False',
      'two_colors_q.build.log_every = 100',
      'two_colors_q.build.checkpoint_every = 100']
+# The fixed weight has no meta-network to configure.
+AC_FIXED = [b for b in AC if not b.startswith('ContextualMetaParameters')]
 TOY = ['toy_regression.build.num_meta_steps = 10',
        'toy_regression.build.log_every = 5',
        'toy_regression.build.checkpoint_every = 5']
@@ -61,7 +65,7 @@ TOY = ['toy_regression.build.num_meta_steps = 10',
 CASES = {
     'toy_bmg': ('toy/lr_bmg.gin', TOY,
                 {'predict', 'meta_parameters', 'metadata'}, 'y', np.tanh),
-    'ac_fixed': ('two_colors/ac_fixed.gin', AC,
+    'ac_fixed': ('two_colors/ac_fixed.gin', AC_FIXED,
                  {'action', 'sample_action', 'metadata'}, 'logits', None),
     'ac_bmg': ('two_colors/ac_bmg.gin', AC,
                {'action', 'sample_action', 'meta_parameters', 'metadata'},
@@ -249,7 +253,8 @@ def test_export_without_checkpoint_is_one_line(tmp_path):
   root.mkdir()
   (root / 'operative_config.gin').write_text(
       'import pipelines.experiment\nimport pipelines.toy_regression\n'
-      'run.experiment = @toy_regression.build\n')
+      'run.experiment = @toy_regression.build\n'
+      'target/create_optimizer.learning_rate = 0.1\n')
   proc = subprocess.run(
       [sys.executable, '-m', 'pipelines.export', f'--root_dir={root}',
        f'--export_dir={tmp_path / "e"}'], cwd=REPO, env=ENV,
@@ -262,30 +267,20 @@ def test_export_without_checkpoint_is_one_line(tmp_path):
   assert [p.name for p in root.iterdir()] == ['operative_config.gin']
 
 
-def test_export_reads_a_config_saved_under_the_old_entry_point(tmp_path):
-  # Runs trained before the one-runner refactor bound
-  # `toy_regression.train_eval.*`; bmg-export reads them as `build`.
+TESTDATA = os.path.join(os.path.dirname(__file__), 'testdata')
+
+
+def test_export_of_a_run_made_by_the_old_flat_config_code(tmp_path):
+  # testdata/old_toy_run: a toy run (10 meta-steps) made by commit 19d14ff,
+  # when every setting was a parameter of `toy_regression.train_eval`
+  # (`train_eval.init_learning_rate = 0.01`), with its checkpoint and the
+  # outputs of the SavedModel that code exported (expected_export.json).
+  # bmg-export reads the old config in the object form (pipelines/legacy.py)
+  # and exports the same model.
   root = tmp_path / 'run'
-  gin.clear_config()
-  try:
-    gin.parse_config_files_and_bindings(
-        [os.path.join(REPO, 'gin', 'toy', 'lr_bmg.gin')], TOY)
-    experiment.run(root_dir=str(root))
-  finally:
-    gin.clear_config()
-  config = root / 'operative_config.gin'
-  # What the old code wrote: `@toy_regression.train_eval`, and parameters
-  # by their shortest unique name (qualified when several pipelines were
-  # imported).
-  old = re.sub(r'^build\.', 'train_eval.', config.read_text(),
-               flags=re.MULTILINE).replace('toy_regression.build',
-                                           'toy_regression.train_eval')
-  old = old.replace('train_eval.inner_learning_rate',
-                    'train_eval.init_learning_rate')
-  assert 'train_eval.num_meta_steps = 10' in old
+  shutil.copytree(os.path.join(TESTDATA, 'old_toy_run'), root)
+  old = (root / 'operative_config.gin').read_text()
   assert 'train_eval.init_learning_rate = 0.01' in old
-  assert 'run.experiment = @toy_regression.train_eval' in old
-  config.write_text(old)
   proc = subprocess.run(
       [sys.executable, '-m', 'pipelines.export', f'--root_dir={root}',
        f'--export_dir={tmp_path / "e"}'], cwd=REPO, env=ENV,
@@ -293,4 +288,37 @@ def test_export_reads_a_config_saved_under_the_old_entry_point(tmp_path):
   assert proc.returncode == 0, proc.stderr[-2000:]
   loaded = tf.saved_model.load(str(tmp_path / 'e'))
   assert int(loaded.signatures['metadata']()['train_step']) == 10
-  assert config.read_text() == old  # The run directory is untouched.
+  with open(root / 'expected_export.json') as f:
+    expected = json.load(f)
+  x = np.random.RandomState(expected['x_seed']).normal(size=(4, 8)).astype(
+      np.float32)
+  np.testing.assert_array_equal(
+      loaded.signatures['predict'](x=tf.constant(x))['y'].numpy(),
+      np.array(expected['y'], np.float32))
+  assert float(loaded.signatures['meta_parameters']()['learning_rate']) == (
+      np.float32(expected['learning_rate']))
+  assert (root / 'operative_config.gin').read_text() == old  # Untouched.
+
+
+def test_old_two_colors_config_builds_the_same_objects():
+  # The saved config of an MG run made before gin bound objects (every
+  # parameter of `train_eval`, those MG never reads included).
+  with open(os.path.join(TESTDATA,
+                         'old_two_colors_mg_operative_config.gin')) as f:
+    text = f.read()
+  new = legacy.translate(text)
+  assert 'train_eval' not in new
+  assert legacy.translate(new) == new  # The new form is left alone.
+  gin.parse_config(new + '\nMetaLearner.jit_compile = False\n')
+  built = gin.query_parameter('run.experiment').scoped_configurable_fn()
+  config = built.learner.config
+  assert (config.method, config.k_steps) == ('mg', 7)
+  assert built.learner.jit_compile is False
+  assert built.info == {'method': 'mg', 'seed': 100}
+  assert built.total_steps == 10_000_000
+  inner = built.learner.inner_optimizer
+  assert not isinstance(inner, optimizers.GlobalNormClipped)  # clip None.
+  assert inner.default_hparams['learning_rate'] == 0.1
+  assert built.learner.target_optimizer is None
+  assert built.learner.meta_optimizer.optimizer.learning_rate == 1e-4
+  assert built.trackables['env']._flip_period == 100_000  # pylint: disable=protected-access

@@ -26,22 +26,20 @@ SMOKE_BINDINGS = {
                   'toy_regression.build.log_every = 4',
                   'toy_regression.build.checkpoint_every = 6'],
     'two_colors/ac_*.gin': ['two_colors.build.num_env_steps = 300',
-                   'two_colors.build.k_steps = 2',
-                   'two_colors.build.l_steps = 3',
-                   'two_colors.build.fixed_steps_per_call = 2',
-                   'two_colors.build.hidden_sizes = (32, 32)',
-                   'two_colors.build.jit_compile = False',
+                   'BootstrapConfig.k_steps = 2',
+                   'BootstrapConfig.l_steps = 3',
+                   'ActorCritic.hidden_sizes = (32, 32)',
+                   'MetaLearner.jit_compile = False',
                    'two_colors.build.log_every = 100',
                    'two_colors.build.checkpoint_every = 150'],
     'two_colors/q_*.gin': ['two_colors_q.build.num_env_steps = 300',
-                   'two_colors_q.build.l_steps = 3',
-                   'two_colors_q.build.fixed_steps_per_call = 2',
+                   'BootstrapConfig.l_steps = 3',
                    'two_colors_q.build.batch_size = 4',
                    'two_colors_q.build.sequence_length = 3',
                    'two_colors_q.build.min_replay_size = 40',
                    'two_colors_q.build.replay_capacity = 200',
-                   'two_colors_q.build.hidden_sizes = (32, 32)',
-                   'two_colors_q.build.jit_compile = False',
+                   'QLearner.hidden_sizes = (32, 32)',
+                   'MetaLearner.jit_compile = False',
                    'two_colors_q.build.log_every = 100',
                    'two_colors_q.build.checkpoint_every = 150'],
     # Pong at paper settings, shrunk: 2 in-process actors, short unrolls,
@@ -50,17 +48,17 @@ SMOKE_BINDINGS = {
                     'stacx.build.num_envs = 2',
                     'stacx.build.asynchronous = False',
                     'stacx.build.unroll_length = 4',
-                    'stacx.build.l_steps = 2',
+                    'BootstrapConfig.l_steps = 2',
                     'ImpalaResNet.channels = (4, 4, 4)',
                     'ImpalaResNet.embedding_size = 32',
-                    'stacx.build.jit_compile = False',
+                    'MetaLearner.jit_compile = False',
                     'stacx.build.export = False',
                     'stacx.build.log_every = 64',
                     'stacx.build.checkpoint_every = 64'],
     'minatar/*.gin': ['stacx.build.num_frames = 120',
                       'stacx.build.num_envs = 2',
                       'stacx.build.unroll_length = 5',
-                      'stacx.build.l_steps = 2',
+                      'BootstrapConfig.l_steps = 2',
                       'stacx.build.export = False',
                       'stacx.build.log_every = 40',
                       'stacx.build.checkpoint_every = 40'],
@@ -105,9 +103,8 @@ def _run_two_colors(tmp_path, extra):
 
 
 @pytest.mark.parametrize('binding, name', [
-    # The pipeline passes these itself: gin would let its value win.
-    ('ActorCritic.hidden_sizes = (8,)', 'ActorCritic.hidden_sizes'),
-    ('MetaLearner.jit_compile = True', 'MetaLearner.jit_compile'),
+    # Shadowed: both optimizers that read it have a scoped learning rate.
+    ('create_optimizer.learning_rate = 0.5', 'create_optimizer.learning_rate'),
     # A configurable this experiment never builds.
     ('ImpalaResNet.channels = (4, 4, 4)', 'ImpalaResNet.channels'),
 ])
@@ -117,7 +114,38 @@ def test_a_binding_without_effect_is_an_error(binding, name, tmp_path):
   assert not os.path.exists(tmp_path / 'checkpoints')
 
 
+def test_a_target_binding_of_a_method_without_target_is_an_error(tmp_path):
+  gin.parse_config_files_and_bindings(
+      [os.path.join(GIN_DIR, 'two_colors', 'ac_mg.gin')],
+      TINY_TWO_COLORS + ['target/create_optimizer.learning_rate = 0.5'])
+  with pytest.raises(ValueError,
+                     match='no effect:.*target/create_optimizer.learning_rate'):
+    experiment.run(root_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize('binding', [
+    'ActorCritic.seed = 3',  # Wiring: the pipeline's own `seed`.
+    'MetaLearner.batch_fn = None',
+    'create_optimizer.batch_dims = 1',
+])
+def test_wiring_parameters_cannot_be_bound(binding):
+  with pytest.raises(ValueError, match=binding.split('.')[1].split(' ')[0]):
+    gin.parse_config_files_and_bindings([TWO_COLORS_BMG], [binding])
+
+
 def test_a_binding_the_pipeline_leaves_to_gin_takes_effect(tmp_path):
   _run_two_colors(tmp_path, ["BootstrapConfig.match_batch = 'fresh'"])
   config = (tmp_path / 'operative_config.gin').read_text()
   assert "BootstrapConfig.match_batch = 'fresh'" in config
+
+
+def test_an_unbound_required_setting_is_a_one_line_error(tmp_path):
+  # The toy's BMG target step needs `target/create_optimizer.learning_rate`.
+  with pytest.raises(SystemExit) as exit_info:
+    experiment.cli_run('bmg-train', [], [
+        'import pipelines.toy_regression',
+        'run.experiment = @toy_regression.build'], str(tmp_path / 'run'))
+  message = str(exit_info.value.code)
+  assert message.startswith('bmg-train: error: bad gin config: Required')
+  assert 'learning_rate' in message and '\n' not in message
+  assert not os.path.exists(tmp_path / 'run')

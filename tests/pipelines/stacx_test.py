@@ -26,16 +26,21 @@ from pipelines import stacx
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 MINATAR_GIN = os.path.join(REPO, 'gin', 'minatar', 'stacx_bmg.gin')
+MINATAR_MG_GIN = os.path.join(REPO, 'gin', 'minatar', 'stacx_mg.gin')
 
 
 @pytest.mark.parametrize('method', ['mg', 'bmg'])
 def test_pong_through_the_real_ale_pipeline(method, tmp_path):
   # 2 actors x unrolls of 6 env steps, 4 frames each: 480 frames is 60 env
   # steps per actor (the Nature CNN on 84x84x4 stacks, sticky actions).
+  gin.parse_config_files_and_bindings(
+      [os.path.join(REPO, 'gin', 'atari', f'stacx_{method}.gin')],
+      ['ImpalaAgent.num_aux_heads = 1', 'MetaLearner.jit_compile = False'] +
+      (['BootstrapConfig.l_steps = 2'] if method == 'bmg' else []))
   result = stacx.train_eval(
-      str(tmp_path), suite='atari', game='Pong', method=method,
-      num_frames=480, num_envs=2, unroll_length=6, l_steps=2,
-      num_aux_heads=1, log_every=160, checkpoint_every=240, export=True)
+      str(tmp_path), suite='atari', game='Pong', num_frames=480, num_envs=2,
+      asynchronous=False, unroll_length=6, torso='nature', log_every=160,
+      checkpoint_every=240, export=True)
   assert result['frames'] >= 480
   history = result['history']
   assert [row['frames'] for row in history][-1] == result['frames']
@@ -59,12 +64,13 @@ def test_pong_through_the_real_ale_pipeline(method, tmp_path):
   assert os.listdir(tmp_path / 'summaries')
 
 
-MINATAR_SMALL = dict(suite='minatar', game='Breakout', method='bmg',
-                     num_envs=2, unroll_length=5, l_steps=2, num_aux_heads=1,
-                     log_every=40, checkpoint_every=40)
+MINATAR_SMALL = dict(suite='minatar', game='Breakout', num_envs=2,
+                     unroll_length=5, log_every=40, checkpoint_every=40)
 
 
 def test_minatar_resume_and_export_without_training(tmp_path, monkeypatch):
+  gin.parse_config_files_and_bindings([MINATAR_GIN], [
+      'BootstrapConfig.l_steps = 2', 'ImpalaAgent.num_aux_heads = 1'])
   root = str(tmp_path / 'run')
   first = stacx.train_eval(root, num_frames=80, **MINATAR_SMALL)
   assert first['frames'] >= 80
@@ -109,12 +115,12 @@ def test_minatar_bmg_under_mirrored_strategy_through_the_cli(tmp_path):
   # tests/core/distribute_test.py; here, the pipeline runs, checkpoints and
   # exports with mirrored variables.
   root = tmp_path / 'run'
-  bindings = ["stacx.build.strategy = 'mirrored'",
+  bindings = ["make_strategy.name = 'mirrored'",
               'make_strategy.num_cpu_replicas = 2',
               'stacx.build.num_frames = 100',
               'stacx.build.num_envs = 4',
               'stacx.build.unroll_length = 5',
-              'stacx.build.l_steps = 2',
+              'BootstrapConfig.l_steps = 2',
               'stacx.build.log_every = 50']
   proc = subprocess.run(
       [sys.executable, '-m', 'pipelines.train', f'--gin_file={MINATAR_GIN}',
@@ -130,20 +136,23 @@ def test_minatar_bmg_under_mirrored_strategy_through_the_cli(tmp_path):
   logits = loaded.signatures['action'](
       observation=tf.zeros([2, 10, 10, 4], tf.uint8))['logits']
   assert np.all(np.isfinite(logits.numpy()))
-  assert "strategy = 'mirrored'" in (root / 'operative_config.gin').read_text()
+  assert "make_strategy.name = 'mirrored'" in (
+      root / 'operative_config.gin').read_text()
 
 
-@pytest.mark.parametrize('kwargs, message', [
-    ({'suite': 'nes'}, 'suite: must be one of'),
-    ({'method': 'maml'}, 'method: must be one of'),
-    ({'num_envs': 0}, 'num_envs: must be a positive int'),
-    ({'game': 'Tetris'}, 'game'),
-    ({'torso': 'vgg'}, 'torso: unknown'),
-    ({'learn': ('gamma',)}, 'learn: unknown'),
+@pytest.mark.parametrize('kwargs, bindings, message', [
+    ({'suite': 'nes'}, [], 'suite: must be one of'),
+    ({}, ["BootstrapConfig.method = 'maml'"], 'method: unknown method'),
+    ({'num_envs': 0}, [], 'num_envs: must be a positive int'),
+    ({'game': 'Tetris'}, [], 'game'),
+    ({'torso': 'vgg'}, [], 'torso: unknown'),
+    ({}, ["make_meta_parameters.learn = ('gamma',)"], 'learn: unknown'),
 ])
-def test_bad_settings_raise_naming_the_argument(kwargs, message, tmp_path):
-  settings = dict(suite='minatar', game='Breakout', method='mg',
-                  num_frames=40, num_envs=2, unroll_length=5)
+def test_bad_settings_raise_naming_the_argument(kwargs, bindings, message,
+                                                tmp_path):
+  gin.parse_config_files_and_bindings([MINATAR_MG_GIN], bindings)
+  settings = dict(suite='minatar', game='Breakout', num_frames=40,
+                  num_envs=2, unroll_length=5)
   settings.update(kwargs)
   with pytest.raises(ValueError, match=message):
     stacx.train_eval(str(tmp_path), **settings)

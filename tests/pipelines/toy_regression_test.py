@@ -7,6 +7,7 @@ os.environ['TF_USE_LEGACY_KERAS'] = '1'
 import subprocess  # pylint: disable=g-import-not-at-top
 import sys
 
+import gin
 import numpy as np
 import tensorflow as tf
 
@@ -16,10 +17,12 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 TOY_GIN = os.path.join(REPO, 'gin', 'toy', 'lr_bmg.gin')
 
 
-def _train(root_dir, steps, **kwargs):
+def _train(root_dir, steps, method='bmg'):
+  gin.clear_config()
+  gin.parse_config_file(os.path.join(REPO, 'gin', 'toy', f'lr_{method}.gin'))
   return toy_regression.train_eval(
       root_dir=str(root_dir), num_meta_steps=steps, log_every=10,
-      checkpoint_every=10, task_period=15, **kwargs)
+      checkpoint_every=10, task_period=15)
 
 
 def _variables(root_dir):
@@ -73,7 +76,7 @@ def test_cli_bad_binding_is_one_line(tmp_path):
 
 def test_cli_bad_value_is_one_line(tmp_path):
   proc = _cli(f'--gin_file={TOY_GIN}', f'--root_dir={tmp_path}',
-              '--gin_bindings=toy_regression.build.k_steps=-1')
+              '--gin_bindings=BootstrapConfig.k_steps=-1')
   assert 'k_steps' in _error_line(proc)
 
 

@@ -27,11 +27,15 @@ from pipelines import two_colors_q
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 BMG_GIN = os.path.join(REPO, 'gin', 'two_colors', 'q_bmg_eps.gin')
-TINY = dict(l_steps=4, batch_size=8, sequence_length=4, replay_ratio=0.25,
-            min_replay_size=60, replay_capacity=1000, hidden_sizes=(16, 16),
-            meta_hidden_sizes=(8,), meta_learning_rate=0.05,
-            jit_compile=False)
+L_STEPS = 4
+TINY = dict(batch_size=8, sequence_length=4, replay_ratio=0.25,
+            min_replay_size=60, replay_capacity=1000)
+OBJECTS = [f'BootstrapConfig.l_steps = {L_STEPS}', 'QLearner.hidden_sizes = (16, 16)',
+           'ContextualMetaParameters.hidden_sizes = (8,)',
+           'MetaOptimizer.learning_rate = 0.05',
+           'MetaLearner.jit_compile = False']
 SMALL = [f'two_colors_q.build.{k} = {v!r}' for k, v in TINY.items()] + [
+    *OBJECTS,
     'two_colors_q.build.log_every = 300',
     'two_colors_q.build.checkpoint_every = 300',
 ]
@@ -103,7 +107,7 @@ def whole_run(tmp_path_factory):
 
 def test_bmg_run_moves_epsilon_and_fills_the_replay(whole_run):
   root, result = whole_run
-  steps_per_iteration = round((TINY['l_steps'] - 1) / TINY['replay_ratio'])
+  steps_per_iteration = round((L_STEPS - 1) / TINY['replay_ratio'])
   assert result['env_steps_per_iteration'] == steps_per_iteration
   assert BUDGET <= result['env_steps'] < BUDGET + steps_per_iteration
   # The replay holds every collected frame, up to its capacity.
@@ -115,7 +119,7 @@ def test_bmg_run_moves_epsilon_and_fills_the_replay(whole_run):
   # Learning starts after the warm-up; L-1 updates per iteration.
   warmup = -(-TINY['min_replay_size'] // steps_per_iteration)
   iterations = -(-result['env_steps'] // steps_per_iteration)
-  assert result['learner_updates'] == (TINY['l_steps'] - 1) * (
+  assert result['learner_updates'] == (L_STEPS - 1) * (
       iterations - warmup)
   saved = json.loads((root / 'result.json').read_text())
   assert saved['method'] == 'bmg' and saved['env_steps'] == result['env_steps']
@@ -244,15 +248,19 @@ def test_export_loads_in_a_fresh_process_without_bmg_tf(tmp_path,
   assert 'two_colors_q.build' in out['gin']
 
 
-@pytest.mark.parametrize('override, name', [
-    (dict(env_name='ThreeColors'), 'env_name: unknown .*ThreeColors'),
-    (dict(method='mg'), 'method'),
-    (dict(l_steps=1), 'l_steps'),
-    (dict(replay_ratio=0.0), 'replay_ratio'),
-    (dict(min_replay_size=4), 'min_replay_size'),
-    (dict(replay_capacity=10), 'replay_capacity'),
-    (dict(method='fixed', epsilon=1.5), 'epsilon'),
+@pytest.mark.parametrize('override, bindings, name', [
+    (dict(env_name='ThreeColors'), [], 'env_name: unknown .*ThreeColors'),
+    ({}, ["BootstrapConfig.method = 'mg'"], 'method'),
+    ({}, ['BootstrapConfig.l_steps = 1'], 'l_steps'),
+    ({}, ['BootstrapConfig.k_steps = 1'], 'k_steps'),
+    (dict(replay_ratio=0.0), [], 'replay_ratio'),
+    (dict(min_replay_size=4), [], 'min_replay_size'),
+    (dict(replay_capacity=10), [], 'replay_capacity'),
+    (dict(epsilon=1.5), ["BootstrapConfig.method = 'fixed'",
+                         "BootstrapConfig.continue_from = 'K'",
+                         'BootstrapConfig.k_steps = 15'], 'epsilon'),
 ])
-def test_bad_settings_name_the_argument(tmp_path, override, name):
+def test_bad_settings_name_the_argument(tmp_path, override, bindings, name):
+  gin.parse_config_files_and_bindings([BMG_GIN], OBJECTS + bindings)
   with pytest.raises(ValueError, match=name):
     two_colors_q.train_eval(str(tmp_path), **{**TINY, **override})

@@ -23,13 +23,14 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 BMG_GIN = os.path.join(REPO, 'gin', 'two_colors', 'ac_bmg.gin')
 # Every fidelity option at its default: the base the options are tested on.
 PAPER_GIN = os.path.join(REPO, 'gin', 'two_colors', 'ac_bmg_paper.gin')
+MG_GIN = os.path.join(REPO, 'gin', 'two_colors', 'ac_mg.gin')
 SMALL = [
-    'two_colors.build.k_steps = 2',
-    'two_colors.build.l_steps = 3',
-    'two_colors.build.hidden_sizes = (16, 16)',
-    'two_colors.build.meta_hidden_sizes = (8,)',
-    'two_colors.build.meta_learning_rate = 0.01',
-    'two_colors.build.jit_compile = False',
+    'BootstrapConfig.k_steps = 2',
+    'BootstrapConfig.l_steps = 3',
+    'ActorCritic.hidden_sizes = (16, 16)',
+    'ContextualMetaParameters.hidden_sizes = (8,)',
+    'MetaOptimizer.learning_rate = 0.01',
+    'MetaLearner.jit_compile = False',
     'two_colors.build.log_every = 256',
     'two_colors.build.checkpoint_every = 256',
 ]
@@ -215,10 +216,10 @@ def test_unknown_env_name_is_one_line(tmp_path):
 def test_batched_seeds_run_resume_and_export_one_model_per_seed(tmp_path):
   sys.path.insert(0, REPO)
   from pipelines import two_colors  # pylint: disable=g-import-not-at-top
-  small = dict(method='bmg', k_steps=2, l_steps=3, hidden_sizes=(16, 16),
-               meta_hidden_sizes=(8,), meta_learning_rate=0.01,
-               jit_compile=False, log_every=128, checkpoint_every=256,
-               num_seeds=2, inner_clip_global_norm=1.0, seed=3)
+  import gin  # pylint: disable=g-import-not-at-top
+  gin.parse_config_files_and_bindings([PAPER_GIN], SMALL[:6] + [
+      'create_optimizer.clip_global_norm = 1.0'])
+  small = dict(log_every=128, checkpoint_every=256, num_seeds=2, seed=3)
   root = str(tmp_path / 'run')
   first = two_colors.train_eval(root, num_env_steps=256, export=False,
                                 **small)
@@ -262,16 +263,16 @@ def test_batched_seeds_run_resume_and_export_one_model_per_seed(tmp_path):
     two_colors.train_eval(str(tmp_path / 'bad'), num_seeds=0)
   with pytest.raises(ValueError, match='target_rollouts'):
     two_colors.train_eval(str(tmp_path / 'bad'), target_rollouts=0)
-  with pytest.raises(ValueError, match='target_rollouts'):
-    two_colors.train_eval(str(tmp_path / 'bad'), method='mg',
-                          target_rollouts=2)
   for bad in (-0.1, float('inf'), '0.1'):
     with pytest.raises(ValueError, match='bootstrap_entropy_weight'):
       two_colors.train_eval(str(tmp_path / 'bad'),
                             bootstrap_entropy_weight=bad)
+  gin.clear_config()
+  gin.parse_config_files_and_bindings([MG_GIN], SMALL[2:6])
+  with pytest.raises(ValueError, match='target_rollouts'):
+    two_colors.train_eval(str(tmp_path / 'bad'), target_rollouts=2)
   with pytest.raises(ValueError, match='bootstrap_entropy_weight'):
-    two_colors.train_eval(str(tmp_path / 'bad'), method='mg',
-                          bootstrap_entropy_weight=0.0)
+    two_colors.train_eval(str(tmp_path / 'bad'), bootstrap_entropy_weight=0.0)
 
 
 def _run_with_bindings(root, bindings):
@@ -303,10 +304,10 @@ def test_fidelity_options_are_bindings_that_take_effect(tmp_path):
   for n in names:
     np.testing.assert_array_equal(again[n], base[n])
   options = {
-      'tanh': ["two_colors.build.context_transform = 'tanh'"],
-      'running': ["two_colors.build.context_transform = 'running_tanh'",
-                  'two_colors.build.context_decay = 0.9'],
-      'random_out': ['two_colors.build.meta_output_kernel_scale = 1.0'],
+      'tanh': ["RewardContext.transform = 'tanh'"],
+      'running': ["RewardContext.transform = 'running_tanh'",
+                  'RewardContext.decay = 0.9'],
+      'random_out': ['ContextualMetaParameters.output_kernel_scale = 1.0'],
       'target_rollouts': ['two_colors.build.target_rollouts = 3'],
       'fixed_bootstrap': [
           'two_colors.build.bootstrap_entropy_weight = 0.0'],
@@ -322,7 +323,7 @@ def test_fidelity_options_are_bindings_that_take_effect(tmp_path):
       # The scale of the fixed squashing is a binding too.
       scaled = _run_with_bindings(
           str(tmp_path / 'tanh_scale'),
-          bindings + ['two_colors.build.context_scale = 0.5'])
+          bindings + ['RewardContext.scale = 0.5'])
       assert any(not np.allclose(scaled[n], got[n], rtol=0, atol=1e-9)
                  for n in names)
     if name == 'target_rollouts':
@@ -342,8 +343,8 @@ def test_divergence_on_resume_keeps_the_good_checkpoints_and_export(
   export_files = sorted(p.name for p in (root / 'export').iterdir())
   saved_model = (root / 'export' / 'saved_model.pb').read_bytes()
   proc = subprocess.run(
-      _cmd(root, 2048, 'two_colors.build.inner_learning_rate = 1e30',
-           'two_colors.build.inner_clip_global_norm = None',
+      _cmd(root, 2048, 'inner/create_optimizer.learning_rate = 1e30',
+           'create_optimizer.clip_global_norm = None',
            'two_colors.build.checkpoint_every = 128'),
       cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
   assert proc.returncode != 0
@@ -364,8 +365,11 @@ def test_divergence_on_resume_keeps_the_good_checkpoints_and_export(
 def test_mg_without_new_rollouts_is_an_error_not_a_hang(tmp_path):
   # Reliability defect 4: MG with k_steps=0 re-uses its one cached rollout
   # for ever, so env steps never advance; it used to spin at 100% CPU.
+  import gin  # pylint: disable=g-import-not-at-top
   from pipelines import two_colors  # pylint: disable=g-import-not-at-top
+  gin.parse_config_files_and_bindings([MG_GIN], [
+      'BootstrapConfig.k_steps = 0', 'ActorCritic.hidden_sizes = (8, 8)',
+      'ContextualMetaParameters.hidden_sizes = (4,)',
+      'MetaLearner.jit_compile = False'])
   with pytest.raises(ValueError, match='advanced no env steps'):
-    two_colors.train_eval(str(tmp_path), method='mg', k_steps=0,
-                          num_env_steps=1000, hidden_sizes=(8, 8),
-                          meta_hidden_sizes=(4,), jit_compile=False)
+    two_colors.train_eval(str(tmp_path), num_env_steps=1000)
