@@ -99,9 +99,10 @@ def build(suite: str = 'minatar',
           export: bool = True) -> experiment_lib.Experiment:
   """Builds the self-tuning IMPALA experiment.
 
-  The actors' vector env is created only by the experiment's `train()`
-  (`run_experiment`); `build` reads the specs from one sub-environment
-  (`atari.env_specs`).
+  `build` creates no environment: the specs come from
+  `atari.static_specs`, and the actors' vector env is created only by the
+  experiment's `train()` (`run_experiment`), so an export starts no
+  emulator.
 
   The objects read their own gin bindings (`gin/atari/*.gin`,
   `gin/minatar/*.gin`): `BootstrapConfig` (method 'fixed' (plain IMPALA,
@@ -162,7 +163,7 @@ def build(suite: str = 'minatar',
   default_torso, obs_scale = SUITES[suite]
   tf.random.set_seed(seed)
   strat = distribute.make_strategy()
-  time_step_spec, action_spec = atari.env_specs(suite, game, **env_kwargs)
+  time_step_spec, action_spec = atari.static_specs(suite, game, **env_kwargs)
   obs_spec = time_step_spec.observation
   num_actions = int(action_spec.maximum) - int(action_spec.minimum) + 1
   # IMPALA's sum-loss settings, for the agent's mean losses (docstring).

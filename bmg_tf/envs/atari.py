@@ -37,10 +37,11 @@ from gymnasium import spaces
 from gymnasium import wrappers
 import numpy as np
 
+from bmg_tf.envs import game_specs
 from bmg_tf.envs import gym_adapter
 
 __all__ = ['MINATAR_GAMES', 'SUITES', 'EpisodicLife', 'make_atari',
-           'make_minatar', 'make_batched_env', 'env_specs']
+           'make_minatar', 'make_batched_env', 'env_specs', 'static_specs']
 
 MINATAR_GAMES = ('Asterix', 'Breakout', 'Freeway', 'Seaquest',
                  'SpaceInvaders')
@@ -426,3 +427,52 @@ def env_specs(suite: str, game: str, **kwargs):
     return env.time_step_spec(), env.action_spec()
   finally:
     env.close()
+
+
+def static_specs(suite: str, game: str, **kwargs):
+  """`env_specs(suite, game, **kwargs)` without creating any environment.
+
+  The observation shape follows from the factory's arguments (Atari:
+  `[screen_size, screen_size, frame_stack]` uint8 in [0, 255]; MinAtar:
+  `[10, 10, C]` uint8 in {0, 1}); the number of actions comes from the
+  tables of `bmg_tf.envs.game_specs` (18 with `full_action_space=True`).
+  What `export` uses to rebuild an experiment.
+
+  Args:
+    suite: 'atari' or 'minatar'.
+    game: Game name for the suite's factory.
+    **kwargs: Keyword arguments of the suite's factory (checked against
+      its signature).
+
+  Returns:
+    (time_step_spec, action_spec), equal to `env_specs`'s.
+
+  Raises:
+    ValueError, TypeError: as `env_specs` (unknown suite or game, bad
+      arguments).
+  """
+  if suite not in _FACTORIES:
+    raise ValueError(
+        f'Unknown `suite` {suite!r}; expected one of {", ".join(SUITES)}.')
+  factory, check_game = _FACTORIES[suite]
+  check_game(game)
+  bound = inspect.signature(factory).bind(game, **kwargs)
+  bound.apply_defaults()
+  args = bound.arguments
+  if suite == 'atari':
+    frame_stack = args['frame_stack']
+    if isinstance(frame_stack, bool) or not isinstance(frame_stack, int) or (
+        frame_stack < 1):
+      raise ValueError(
+          f'`frame_stack` must be a positive int, got {frame_stack!r}.')
+    size = args['screen_size']
+    observation = spaces.Box(0, 255, (size, size, frame_stack), np.uint8)
+    if game not in game_specs.ALE_MINIMAL_ACTIONS:
+      raise ValueError(f'game: {game!r} is registered but not in '
+                       f'game_specs.ALE_MINIMAL_ACTIONS; add it there.')
+    actions = (18 if args['full_action_space'] else
+               game_specs.ALE_MINIMAL_ACTIONS[game])
+  else:
+    channels, actions = game_specs.MINATAR_SPECS[game]
+    observation = spaces.Box(0, 1, (10, 10, channels), np.uint8)
+  return gym_adapter.specs_from_spaces(observation, spaces.Discrete(actions))

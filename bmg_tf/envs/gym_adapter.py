@@ -43,7 +43,7 @@ from tf_agents.specs import array_spec
 from tf_agents.trajectories import time_step as ts
 
 __all__ = ['GymnasiumEnvironment', 'GymnasiumVectorEnvironment',
-           'spec_from_space']
+           'spec_from_space', 'specs_from_spaces']
 
 
 def spec_from_space(space, name):
@@ -71,6 +71,23 @@ def spec_from_space(space, name):
   raise ValueError(
       f'Unsupported gymnasium {name} space {space!r} '
       f'({type(space).__name__}); only Box and Discrete are supported.')
+
+
+def specs_from_spaces(observation_space, action_space):
+  """The specs an adapter over envs with these spaces reports.
+
+  Args:
+    observation_space: A single env's `Box` or `Discrete` observation space.
+    action_space: Its action space.
+
+  Returns:
+    (time_step_spec, action_spec): unbatched `array_spec`s, a float32
+    reward and a [0, 1] float32 discount.
+  """
+  reward = array_spec.ArraySpec(shape=(), dtype=np.float32, name='reward')
+  return (ts.time_step_spec(spec_from_space(observation_space, 'observation'),
+                            reward),
+          spec_from_space(action_space, 'action'))
 
 
 class _SpecsFromSpaces(py_environment.PyEnvironment):

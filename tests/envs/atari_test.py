@@ -8,6 +8,7 @@ from tf_agents.environments import utils as env_utils
 from tf_agents.trajectories import time_step as ts
 
 from bmg_tf.envs import atari
+from bmg_tf.envs import game_specs
 
 __all__ = []
 
@@ -233,3 +234,54 @@ def test_bad_factory_kwargs_raise_early():
                            frame_stack=4)
   with pytest.raises(ValueError, match='`frame_stack`'):
     atari.make_atari('Pong', frame_stack=0)
+
+
+def test_ale_action_table_matches_every_rom():
+  # The independent reference: each registered ALE v5 game's ROM loaded
+  # into the emulator, and its minimal action set counted.
+  import ale_py  # pylint: disable=g-import-not-at-top
+  from ale_py import roms  # pylint: disable=g-import-not-at-top
+  import gymnasium  # pylint: disable=g-import-not-at-top
+  registered = {spec.name: spec.kwargs['game']
+                for spec in gymnasium.registry.values()
+                if spec.namespace == 'ALE' and spec.version == 5}
+  assert sorted(registered) == sorted(game_specs.ALE_MINIMAL_ACTIONS)
+  ale = ale_py.ALEInterface()
+  ale.setLoggerMode(ale_py.LoggerMode.Error)
+  for name, rom in registered.items():
+    ale.loadROM(roms.get_rom_path(rom))
+    assert len(ale.getMinimalActionSet()) == (
+        game_specs.ALE_MINIMAL_ACTIONS[name]), name
+
+
+@pytest.mark.parametrize('suite, game, kwargs', [
+    *[('minatar', g, {}) for g in atari.MINATAR_GAMES],
+    ('atari', 'Pong', {}),
+    ('atari', 'Breakout', {'frame_stack': 2, 'screen_size': 64}),
+    ('atari', 'MsPacman', {'full_action_space': True}),
+])
+def test_static_specs_equal_the_env_specs(suite, game, kwargs, monkeypatch):
+  want = atari.env_specs(suite, game, **kwargs)
+
+  def no_env(*args, **kw):
+    raise AssertionError('static_specs created an environment')
+
+  monkeypatch.setattr(atari.gymnasium, 'make', no_env)
+  got = atari.static_specs(suite, game, **kwargs)
+  assert got == want
+  assert got[0].observation.name == 'observation'
+  assert got[1].name == 'action'
+
+
+@pytest.mark.parametrize('suite, game, kwargs, message', [
+    ('nes', 'Pong', {}, 'suite'),
+    ('atari', 'Pongg', {}, 'game'),
+    ('minatar', 'Pong', {}, 'game'),
+    ('atari', 'Pong', {'frame_stack': 0}, 'frame_stack'),
+])
+def test_static_specs_reject_what_the_factories_reject(suite, game, kwargs,
+                                                       message):
+  with pytest.raises(ValueError, match=message):
+    atari.static_specs(suite, game, **kwargs)
+  with pytest.raises(TypeError):
+    atari.static_specs('atari', 'Pong', frames=3)

@@ -92,10 +92,12 @@ def test_minatar_resume_and_export_without_training(tmp_path, monkeypatch):
   assert step - step_before >= (200 - first['frames']) // 20 - 1
   export_dir = str(tmp_path / 'exported')
 
-  def no_actors(*args, **kwargs):
-    raise AssertionError('export created the actors\' vector env')
+  def no_env(*args, **kwargs):
+    raise AssertionError('export created an environment')
 
-  monkeypatch.setattr(stacx.atari, 'make_batched_env', no_actors)
+  for factory in ('make_batched_env', 'make_atari', 'make_minatar'):
+    monkeypatch.setattr(stacx.atari, factory, no_env)
+  monkeypatch.setattr(stacx.atari.gymnasium, 'make', no_env)
   out = experiment_lib.export_experiment(
       stacx.build(num_frames=200, **MINATAR_SMALL), root, export_dir)
   assert out['train_step'] == step
