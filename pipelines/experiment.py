@@ -15,8 +15,8 @@ from typing import List, Optional, Sequence
 
 import gin
 
-__all__ = ['run', 'ineffective_bindings', 'check_bindings', 'cli_fail',
-           'cli_run']
+__all__ = ['run', 'ineffective_bindings', 'check_bindings', 'cli_check_args',
+           'cli_fail', 'cli_run']
 
 
 @gin.configurable(denylist=['export_dir'])
@@ -101,6 +101,21 @@ def check_bindings() -> None:
         f'gin: these bindings have no effect: {ignored}. This experiment '
         f'never builds that object (e.g. a target/ optimizer for MG), or '
         f'scoped bindings override the unscoped one everywhere.')
+
+
+def cli_check_args(prog: str, argv: Sequence[str], **required) -> None:
+  """Exits with one line on stray arguments or a missing required flag.
+
+  Args:
+    prog: the command's name, for the error line.
+    argv: the arguments absl left (the program name first).
+    **required: flag name -> its value; an empty one is an error.
+  """
+  if len(argv) > 1:
+    cli_fail(prog, f'unexpected arguments: {list(argv[1:])}')
+  for name, value in required.items():
+    if not value:
+      cli_fail(prog, f'--{name} is required.')
 
 
 def cli_fail(prog: str, message) -> None:

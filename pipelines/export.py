@@ -58,12 +58,8 @@ def _fail(message: str):
 
 def main(argv):
   logging.set_verbosity(logging.WARNING)
-  if len(argv) > 1:
-    _fail(f'unexpected arguments: {argv[1:]}')
-  if not FLAGS.root_dir:
-    _fail('--root_dir is required.')
-  if not FLAGS.export_dir:
-    _fail('--export_dir is required.')
+  experiment.cli_check_args('bmg-export', argv, root_dir=FLAGS.root_dir,
+                            export_dir=FLAGS.export_dir)
   root_dir = os.path.abspath(os.path.expanduser(FLAGS.root_dir))
   config = os.path.join(root_dir, 'operative_config.gin')
   if not os.path.isdir(root_dir):

@@ -1,10 +1,10 @@
 r"""Entry point for every bmg_tf experiment (also the `bmg-train` script).
 
     bmg-train --gin_file=gin/toy/lr_bmg.gin --root_dir=runs/toy \
-      --gin_bindings='toy_regression.train_eval.num_meta_steps=100'
+      --gin_bindings='toy_regression.build.num_meta_steps=100'
 
-The gin file names the experiment (`run.experiment = @...train_eval`) and
-its settings. Re-running with the same `--root_dir` resumes from the last
+The gin file names the experiment (`run.experiment = @<module>.build`) and
+binds the objects it builds. Re-running with the same `--root_dir` resumes from the last
 checkpoint there. Configuration errors print one line; set BMG_TF_DEBUG=1 to
 get the traceback instead.
 """
@@ -24,7 +24,7 @@ __all__ = ['main', 'run_main']
 
 flags.DEFINE_multi_string('gin_file', [], 'Gin config files to load.')
 flags.DEFINE_multi_string('gin_bindings', [],
-                          'Gin bindings, e.g. "train_eval.seed=1".')
+                          'Gin bindings, e.g. "two_colors.build.seed=1".')
 flags.DEFINE_string('root_dir', None,
                     'Run directory: checkpoints, summaries, config, export.')
 
@@ -37,12 +37,8 @@ def _fail(message: str):
 
 def main(argv):
   logging.set_verbosity(logging.WARNING)
-  if len(argv) > 1:
-    _fail(f'unexpected arguments: {argv[1:]}')
-  if not FLAGS.gin_file:
-    _fail('--gin_file is required.')
-  if not FLAGS.root_dir:
-    _fail('--root_dir is required.')
+  experiment.cli_check_args('bmg-train', argv, gin_file=FLAGS.gin_file,
+                            root_dir=FLAGS.root_dir)
   for path in FLAGS.gin_file:
     if not os.path.isfile(path):
       _fail(f'--gin_file: no such file: {path}')
