@@ -62,6 +62,7 @@ from tf_agents.policies import tf_policy
 from tf_agents.trajectories import policy_step
 from tf_agents.trajectories import time_step as ts_lib
 
+from bmg_tf.agents import rollout as rollout_lib
 from bmg_tf.agents import vtrace as vtrace_lib
 from bmg_tf.core import bootstrap
 from bmg_tf.core import meta_params as meta_params_lib
@@ -441,8 +442,8 @@ class ActorPolicy(tf_policy.TFPolicy):
   def _action(self, time_step, policy_state, seed=None):
     del seed  # The policy's own generator makes the stream checkpointable.
     logits = self._agent.logits(self._agent.params, time_step.observation)
-    u = self.generator.uniform(tf.shape(logits), minval=1e-12, maxval=1.0)
-    action = tf.argmax(logits - tf.math.log(-tf.math.log(u)), axis=-1)
+    action = rollout_lib.gumbel_max(logits, self.generator.uniform(
+        tf.shape(logits), minval=1e-12, maxval=1.0))
     return policy_step.PolicyStep(
         tf.cast(action, self.action_spec.dtype), policy_state,
         {'logits': logits})

@@ -40,10 +40,28 @@ from tf_agents.trajectories import trajectory as trajectory_lib
 
 __all__ = [
     'CONTEXT_TRANSFORMS', 'FunctionalPolicy', 'RolloutBuffer',
-    'RolloutCollector', 'RewardContext', 'RolloutCache', 'RunStats'
+    'RolloutCollector', 'RewardContext', 'RolloutCache', 'RunStats',
+    'gumbel_max'
 ]
 
 tfd = tfp.distributions
+
+
+def gumbel_max(logits: tf.Tensor, uniform: tf.Tensor) -> tf.Tensor:
+  """A categorical sample by the Gumbel-max trick.
+
+  Args:
+    logits: float `[..., A]` unnormalised log-probabilities.
+    uniform: draws in (0, 1), the shape and dtype of `logits` (the caller
+      chooses the generator: stateless integer draws agree between CPU and
+      XLA, a `tf.random.Generator` is checkpointable).
+
+  Returns:
+    int64 `[...]`: `argmax(logits - log(-log(uniform)))`, an action
+    distributed as `softmax(logits)`.
+  """
+  with tf.name_scope('gumbel_max'):
+    return tf.argmax(logits - tf.math.log(-tf.math.log(uniform)), axis=-1)
 
 
 class FunctionalPolicy(tf_policy.TFPolicy):
@@ -108,8 +126,7 @@ class FunctionalPolicy(tf_policy.TFPolicy):
       logits = dist.logits_parameter()
       bits = tf.random.stateless_uniform(tf.shape(logits), seed, minval=1,
                                          maxval=2**24, dtype=tf.int32)
-      u = tf.cast(bits, logits.dtype) / 2.0**24  # In (0, 1).
-      action = tf.argmax(logits - tf.math.log(-tf.math.log(u)), axis=-1)
+      action = gumbel_max(logits, tf.cast(bits, logits.dtype) / 2.0**24)
     else:
       action = dist.sample(seed=tf.cast(seed, tf.int32))
     action = tf.cast(action, self.action_spec.dtype)

@@ -409,3 +409,19 @@ class PerStreamRewardContextTest(tf.test.TestCase):
 
 if __name__ == '__main__':
   tf.test.main()
+
+
+def test_gumbel_max_matches_numpy_and_softmax():
+  logits = np.log(np.array([[0.1, 0.2, 0.7], [0.5, 0.25, 0.25]], np.float32))
+  u = np.random.RandomState(0).uniform(1e-6, 1.0, (2, 3)).astype(np.float32)
+  want = np.argmax(logits - np.log(-np.log(u)), axis=-1)
+  np.testing.assert_array_equal(
+      rollout_lib.gumbel_max(tf.constant(logits), tf.constant(u)).numpy(), want)
+  # The empirical frequencies of 20k draws are softmax(logits) (+-4 s.e.).
+  n = 20000
+  draws = rollout_lib.gumbel_max(
+      tf.tile(tf.constant(logits[:1]), [n, 1]),
+      tf.random.stateless_uniform([n, 3], [1, 2], minval=1e-12)).numpy()
+  freq = np.bincount(draws, minlength=3) / n
+  p = np.array([0.1, 0.2, 0.7])
+  assert np.all(np.abs(freq - p) < 4 * np.sqrt(p * (1 - p) / n)), freq
