@@ -33,7 +33,8 @@ import tensorflow as tf
 from bmg_tf import training
 
 __all__ = ['Loop', 'Experiment', 'run_experiment', 'export_experiment',
-           'finite_check', 'nonfinite_state', 'trainer']
+           'check_positive_ints', 'finite_check', 'nonfinite_state',
+           'trainer']
 
 Scalars = Dict[str, float]
 
@@ -123,6 +124,17 @@ class Experiment:
     return objects
 
 
+def check_positive_ints(**values: Any) -> None:
+  """Raises a ValueError naming the first value that is not an int > 0.
+
+  For a pipeline's budget and schedule settings, which may arrive from a gin
+  binding of any type (`num_env_steps = 'abc'`).
+  """
+  for name, value in values.items():
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+      raise ValueError(f'{name}: must be a positive int, got {value!r}.')
+
+
 def finite_check(values: Mapping[str, Any], what: str) -> Optional[str]:
   """A one-line divergence message naming the non-finite `values`, or None.
 
@@ -159,8 +171,8 @@ def nonfinite_state(objects: Mapping[str, Any]) -> List[str]:
 
 
 def run_experiment(experiment: Experiment, root_dir: str, output=None,
-                   on_setup: Optional[Callable[[], None]] = None
-                   ) -> Dict[str, Any]:
+                   on_setup: Optional[Callable[[], None]] = None,
+                   from_scratch: bool = False) -> Dict[str, Any]:
   """Trains `experiment` in `root_dir`, resuming from it if possible.
 
   Args:
@@ -171,6 +183,8 @@ def run_experiment(experiment: Experiment, root_dir: str, output=None,
     on_setup: optional check called once the training loop is built and
       before the run directory is touched (the gin binding check of
       `pipelines/experiment.run`); its exceptions propagate.
+    from_scratch: start from step 0 if the run directory holds checkpoints
+      but none is readable (`training.Run.restore`); else that is an error.
 
   Returns:
     `Loop.summary()` plus 'history': the rows logged by this process
@@ -184,14 +198,14 @@ def run_experiment(experiment: Experiment, root_dir: str, output=None,
   try:
     if on_setup is not None:
       on_setup()
-    return _run(experiment, loop, root_dir, output)
+    return _run(experiment, loop, root_dir, output, from_scratch)
   finally:
     if loop.close is not None:
       loop.close()
 
 
-def _run(experiment: Experiment, loop: Loop, root_dir: str,
-         output) -> Dict[str, Any]:
+def _run(experiment: Experiment, loop: Loop, root_dir: str, output,
+         from_scratch: bool) -> Dict[str, Any]:
   """The loop of `run_experiment`, once `loop` exists."""
   objects = experiment.checkpoint_objects(loop)
   run = training.Run(root_dir, experiment.total_steps,
@@ -200,7 +214,15 @@ def _run(experiment: Experiment, loop: Loop, root_dir: str,
                      checkpoint_every=experiment.checkpoint_every,
                      output=output, step_fn=experiment.progress,
                      history_key=experiment.step_key, **objects)
-  run.restore()
+  try:
+    return _train(experiment, loop, run, objects, output, from_scratch)
+  finally:
+    run.close()
+
+
+def _train(experiment, loop, run, objects, output, from_scratch):
+  """Restore, the loop, the final save, result and export (locked)."""
+  run.restore(from_scratch=from_scratch)
   if loop.begin is not None:
     loop.begin()
   history: List[Dict[str, Any]] = []
@@ -211,11 +233,13 @@ def _run(experiment: Experiment, loop: Loop, root_dir: str,
     """Raises on non-finite state: a checkpoint must never hold it."""
     bad = nonfinite_state(objects)
     if bad:
-      kept = run.manager.latest_checkpoint
       raise ValueError(
           f'training diverged by {unit} {step}: non-finite {bad[:5]}'
-          f'{" ..." if len(bad) > 5 else ""}; nothing saved or exported, '
-          f'the last good checkpoint is {kept or "none"}.')
+          f'{" ..." if len(bad) > 5 else ""}{kept()}')
+
+  def kept():
+    return (f'; nothing saved or exported, the last good checkpoint is '
+            f'{run.last_checkpoint or "none"}.')
 
   step = int(experiment.progress())
   while step < experiment.total_steps:
@@ -230,7 +254,7 @@ def _run(experiment: Experiment, loop: Loop, root_dir: str,
     if run.should_log(step):
       bad = finite_check(metrics, f'at {unit} {step}')
       if bad:
-        raise ValueError(bad)
+        raise ValueError(bad[:-1] + kept())
       scalars, row = loop.window(metrics)
       values = run.log(step, scalars)
       if values is not None:
@@ -250,8 +274,10 @@ def _run(experiment: Experiment, loop: Loop, root_dir: str,
                     **experiment.info})
   bad = (experiment.final_check(result) if experiment.final_check else None)
   if experiment.export and not bad:
-    experiment.export_fn(os.path.join(run.root_dir, 'export'),
-                         run.operative_config_text())
+    gin_config = run.operative_config_text()
+    training.atomic_directory(
+        os.path.join(run.root_dir, 'export'),
+        lambda tmp: experiment.export_fn(tmp, gin_config), overwrite=True)
   print(loop.describe(result), file=output, flush=True)
   if bad:
     raise ValueError(bad)
@@ -259,43 +285,69 @@ def _run(experiment: Experiment, loop: Loop, root_dir: str,
 
 
 def export_experiment(experiment: Experiment, root_dir: str,
-                      export_dir: str, output=None) -> Dict[str, Any]:
-  """Restores the latest checkpoint of `root_dir` and exports it.
+                      export_dir: str, output=None,
+                      overwrite: bool = False) -> Dict[str, Any]:
+  """Restores the newest readable checkpoint of `root_dir` and exports it.
 
-  Writes nothing to `root_dir` and never calls `experiment.train`.
+  Writes nothing to `root_dir` and never calls `experiment.train`. The
+  SavedModel is written to a temp directory beside `export_dir` and renamed
+  into place, so an interrupted export leaves no partial model.
 
   Args:
     experiment: what the run's `build` made (same configuration).
     root_dir: a run directory written by `run_experiment`.
-    export_dir: where the SavedModel goes.
+    export_dir: where the SavedModel goes; must not exist, or be empty,
+      unless `overwrite`.
     output: stream of the confirmation line (default stdout).
+    overwrite: replace an existing non-empty `export_dir`.
 
   Returns:
     {'export_dir': absolute path, 'checkpoint': the checkpoint restored,
     'train_step': the learner's step counter, step_key: the progress}.
 
   Raises:
-    training.RunDirError: if `root_dir` holds no checkpoint.
+    training.RunDirError: if `root_dir` holds no readable checkpoint, or
+      `export_dir` is a file, not empty (without `overwrite`) or not
+      writable.
   """
   root_dir = os.path.abspath(os.path.expanduser(root_dir))
   directory = os.path.join(root_dir, 'checkpoints')
-  latest = tf.train.latest_checkpoint(directory)
-  if latest is None:
+  candidates = training.checkpoint_files(directory)
+  if not candidates:
     raise training.RunDirError(
         f'root_dir: no checkpoint to export in {directory}.')
+  export_dir = training.check_output_dir(export_dir, overwrite)
   checkpoint = tf.train.Checkpoint(**experiment.checkpoint_objects())
-  # Training-only objects (env state, caches) are in the file but not here.
-  checkpoint.restore(latest).expect_partial().assert_existing_objects_matched()
+  restored, skipped = None, []
+  for path in candidates:
+    try:
+      training.read_checkpoint(path)  # Fails on a corrupt file.
+      # Training-only objects (env state, caches) are in the file but not
+      # here.
+      checkpoint.restore(path).expect_partial(
+      ).assert_existing_objects_matched()
+    except (tf.errors.OpError, ValueError, AssertionError) as e:
+      skipped.append(f'{os.path.basename(path)} ({type(e).__name__})')
+      continue
+    restored = path
+    break
+  if restored is None:
+    raise training.RunDirError(
+        f'root_dir: none of the checkpoints in {directory} is readable: '
+        f'{"; ".join(skipped)}.')
+  for reason in skipped:
+    print(f'Skipped unreadable checkpoint {reason}', file=output, flush=True)
   config_path = os.path.join(root_dir, 'operative_config.gin')
   if os.path.exists(config_path):
     with open(config_path) as f:
       gin_config = f.read()
   else:
     gin_config = gin.operative_config_str()
-  export_dir = os.path.abspath(os.path.expanduser(export_dir))
-  experiment.export_fn(export_dir, gin_config)
-  print(f'Exported {latest} to {export_dir}', file=output, flush=True)
-  return {'export_dir': export_dir, 'checkpoint': latest,
+  training.atomic_directory(
+      export_dir, lambda tmp: experiment.export_fn(tmp, gin_config),
+      overwrite=overwrite)
+  print(f'Exported {restored} to {export_dir}', file=output, flush=True)
+  return {'export_dir': export_dir, 'checkpoint': restored,
           'train_step': int(experiment.learner.train_step_counter),
           experiment.step_key: int(experiment.progress())}
 

@@ -20,7 +20,10 @@ wrong dtype or shape are rejected at the signature's entry with an
 be a float tensor but is a double tensor", "Shape of tensor observation
 [3,7] is not compatible with expected shape [?,30]"): a serving signature
 does not check shapes by itself, so each function starts with
-`tf.ensure_shape`. Called as attributes of the loaded object
+`tf.ensure_shape`. Float inputs with a NaN or an infinity are rejected
+too (`InvalidArgumentError`: "observation: must be finite (no NaN or
+inf)"), rather than mapped to a plausible action. Called as attributes of
+the loaded object
 (`loaded.action(obs)`), the same functions raise `ValueError`/`TypeError`
 from their input signature instead.
 
@@ -44,8 +47,13 @@ class _Exported(tf.Module):
 
 
 def _checked(tensor, spec):
-  """`tensor`, with a run-time shape check that names the input."""
-  return tf.ensure_shape(tensor, spec.shape, name=spec.name)
+  """`tensor`, with run-time shape (and, if float, finiteness) checks that
+  name the input."""
+  tensor = tf.ensure_shape(tensor, spec.shape, name=spec.name)
+  if tensor.dtype.is_floating:
+    tensor = tf.debugging.assert_all_finite(
+        tensor, f'{spec.name}: must be finite (no NaN or inf)')
+  return tensor
 
 
 def export_policy(export_dir: str,

@@ -17,10 +17,13 @@ beside the checkpoints (`root_dir/checkpoints`) and summaries
 (kept across restarts) and `write_result` writes `root_dir/result.json`.
 """
 
+import errno
+import fcntl
 import glob
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -30,8 +33,10 @@ from typing import Dict, List, Mapping, Optional
 import gin
 import tensorflow as tf
 
-__all__ = ['RunDirError', 'prepare_root_dir', 'atomic_write', 'json_safe',
-           'Run']
+__all__ = ['RunDirError', 'prepare_root_dir', 'check_root_dir',
+           'atomic_write', 'check_output_dir', 'atomic_directory',
+           'json_safe', 'RunLock',
+           'checkpoint_files', 'read_checkpoint', 'Run']
 
 
 class RunDirError(ValueError):
@@ -63,6 +68,171 @@ def prepare_root_dir(root_dir: str) -> str:
     raise RunDirError(f'root_dir: cannot write to {root_dir!r}: '
                       f'{e.strerror or e}.') from None
   return root_dir
+
+
+def check_root_dir(root_dir: str) -> str:
+  """Checks that `root_dir` could be used, without creating anything.
+
+  An existing directory must be writable; a missing one must be creatable
+  (its nearest existing ancestor a writable directory).
+
+  Args:
+    root_dir: the run directory.
+
+  Returns:
+    The absolute path.
+
+  Raises:
+    RunDirError: with a one-line message, if it cannot be used.
+  """
+  if not root_dir:
+    raise RunDirError('root_dir: is required.')
+  root_dir = os.path.abspath(os.path.expanduser(root_dir))
+  probe = root_dir
+  while not os.path.exists(probe):
+    probe = os.path.dirname(probe)
+  if not os.path.isdir(probe):
+    raise RunDirError(f'root_dir: {probe!r} is a file, not a directory.')
+  if not os.access(probe, os.W_OK | os.X_OK):
+    raise RunDirError(f'root_dir: cannot write to {probe!r}: permission '
+                      f'denied.')
+  return root_dir
+
+
+class RunLock:
+  """An exclusive OS lock on a run directory (`root_dir/.lock`).
+
+  Held while a process trains in the directory; the OS releases it when the
+  process exits, also on a crash or SIGKILL (`fcntl.flock`). The file holds
+  the owner's pid, for the refusal message.
+  """
+
+  def __init__(self, root_dir: str):
+    self.path = os.path.join(root_dir, '.lock')
+    self._fd = None
+
+  def acquire(self) -> 'RunLock':
+    """Takes the lock, or raises RunDirError naming the process holding it."""
+    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+      if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+        os.close(fd)
+        raise
+      owner = os.pread(fd, 64, 0).decode(errors='replace').strip() or '?'
+      os.close(fd)
+      raise RunDirError(
+          f'root_dir: {os.path.dirname(self.path)!r} is in use by process '
+          f'{owner} (lock {self.path}); wait for it to finish or stop it.'
+      ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f'{os.getpid()}\n'.encode(), 0)
+    self._fd = fd
+    return self
+
+  def release(self):
+    if self._fd is not None:
+      fcntl.flock(self._fd, fcntl.LOCK_UN)
+      os.close(self._fd)
+      self._fd = None
+
+  def __enter__(self):
+    return self.acquire()
+
+  def __exit__(self, *exc):
+    self.release()
+
+
+def checkpoint_files(directory: str) -> List[str]:
+  """The checkpoint prefixes in `directory`, newest (highest number) first.
+
+  Read from the `ckpt-N.index` files themselves, not from the `checkpoint`
+  index file, which may be missing or stale.
+  """
+  found = []
+  for path in glob.glob(os.path.join(directory, 'ckpt-*.index')):
+    match = re.fullmatch(r'ckpt-(\d+)\.index', os.path.basename(path))
+    if match:
+      found.append((int(match.group(1)), path[:-len('.index')]))
+  return [prefix for _, prefix in sorted(found, reverse=True)]
+
+
+def check_output_dir(path: str, overwrite: bool = False) -> str:
+  """Checks that a directory may be written (`atomic_directory`'s rules).
+
+  Args:
+    path: the directory.
+    overwrite: whether an existing non-empty directory may be replaced.
+
+  Returns:
+    The absolute path.
+
+  Raises:
+    RunDirError: if `path` is a file, or a non-empty directory without
+      `overwrite`.
+  """
+  path = os.path.abspath(os.path.expanduser(path))
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise RunDirError(f'export_dir: {path!r} is a file, not a directory.')
+  if os.path.isdir(path) and os.listdir(path) and not overwrite:
+    raise RunDirError(f'export_dir: {path!r} exists and is not empty; '
+                      f'choose another or pass --overwrite.')
+  return path
+
+
+def read_checkpoint(path: str) -> Dict[str, object]:
+  """Every tensor of checkpoint `path` (checksums verified).
+
+  Raises:
+    tf.errors.OpError: e.g. `DataLossError` for a truncated or corrupt file.
+  """
+  reader = tf.train.load_checkpoint(path)
+  return {name: reader.get_tensor(name)
+          for name in reader.get_variable_to_shape_map()}
+
+
+def atomic_directory(path: str, write, overwrite: bool = False) -> str:
+  """Writes a directory atomically: `write(tmp)`, then a rename to `path`.
+
+  A crash leaves the old directory (or none), never a partial one.
+
+  Args:
+    path: the directory to create.
+    write: `(tmp_dir) -> Any`, fills the temp directory.
+    overwrite: replace an existing non-empty `path` (else refuse).
+
+  Returns:
+    The absolute `path`.
+
+  Raises:
+    RunDirError: if `path` is a file, a non-empty directory (without
+      `overwrite`), or its parent is not writable.
+  """
+  path = check_output_dir(path, overwrite)
+  parent = os.path.dirname(path)
+  try:
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=os.path.basename(path) + '.tmp-',
+                           dir=parent)
+  except OSError as e:
+    raise RunDirError(f'export_dir: cannot write to {parent!r}: '
+                      f'{e.strerror or e}.') from None
+  try:
+    write(tmp)
+    old = None
+    if os.path.exists(path):
+      old = tempfile.mkdtemp(prefix=os.path.basename(path) + '.old-',
+                             dir=parent)
+      os.rmdir(old)
+      os.rename(path, old)
+    os.rename(tmp, path)
+    if old is not None:
+      shutil.rmtree(old, ignore_errors=True)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+  return path
 
 
 def atomic_write(path: str, text: str) -> str:
@@ -129,8 +299,15 @@ class Run:
         rows beyond the restored step (logged after the last checkpoint of
         a killed run, and about to be logged again) are dropped.
       **trackables: objects to checkpoint (a learner, an env, a counter...).
+
+    Raises:
+      RunDirError: if the directory is unusable or another process holds
+        its lock (`RunLock`; released by `close`, or by the OS when the
+        process ends).
     """
     self.root_dir = prepare_root_dir(root_dir)
+    # Before anything in the directory is touched: one process at a time.
+    self._lock = RunLock(self.root_dir).acquire()
     self.total_steps = int(total_steps)
     self.step_unit = step_unit
     self.checkpoint_every = max(1, int(checkpoint_every))
@@ -149,6 +326,7 @@ class Run:
     self._last_time = None
     self._last_step = None
     self._last_saved = None
+    self._last_saved_path = None
     self._step_fn = step_fn
     self._schedule_from(0)
     self._config_written = False
@@ -167,19 +345,64 @@ class Run:
     self._next_save = (step // self.checkpoint_every + 1) * (
         self.checkpoint_every)
 
-  def restore(self) -> bool:
-    """Restores the latest checkpoint, if any. Returns True if restored."""
-    latest = self.manager.latest_checkpoint
-    if latest is None:
-      return False
-    self.checkpoint.restore(latest).assert_existing_objects_matched()
-    self.restored_from = latest
+  def restore(self, from_scratch: bool = False) -> bool:
+    """Restores the newest readable checkpoint, if any.
+
+    The candidates are the `ckpt-N` files themselves, newest first (the
+    `checkpoint` index file may be missing or stale); an unreadable one
+    (truncated, corrupt, or not matching the objects) is skipped with a
+    line saying why, and the next older one is tried.
+
+    Args:
+      from_scratch: if no checkpoint is readable although some exist, start
+        from step 0 (their files are kept until the new run's saves rotate
+        them out) instead of refusing.
+
+    Returns:
+      True if a checkpoint was restored.
+
+    Raises:
+      RunDirError: if checkpoints exist but none is readable (and not
+        `from_scratch`).
+    """
+    candidates = checkpoint_files(self.manager.directory)
+    skipped = []
+    for path in candidates:
+      try:
+        # Read every tensor first: a corrupt file must fail here, not in a
+        # restore that would leave values pending on the objects.
+        read_checkpoint(path)
+        self.checkpoint.restore(path).assert_existing_objects_matched()
+      except (tf.errors.OpError, ValueError, AssertionError) as e:
+        reason = ' '.join(str(e).split())[:160]
+        skipped.append(f'{os.path.basename(path)} ({type(e).__name__}: '
+                       f'{reason})')
+        continue
+      self._restored(path, skipped)
+      return True
+    if skipped and not from_scratch:
+      raise RunDirError(
+          f'root_dir: none of the {len(skipped)} checkpoints in '
+          f'{self.manager.directory} is readable: {"; ".join(skipped)}. '
+          f'Refusing to start from step 0 over them; pass --from_scratch '
+          f'to do so.')
+    for reason in skipped:
+      print(f'Skipped unreadable checkpoint {reason}; starting from step 0 '
+            f'(from_scratch).', file=self._stream, flush=True)
+    return False
+
+  def _restored(self, path: str, skipped: List[str]):
+    self.restored_from = path
     if self._step_fn is not None:
       step = int(self._step_fn())
       self._schedule_from(step)
       self._truncate_history(step)
-    print(f'Restored {latest}', file=self._stream, flush=True)
-    return True
+    for reason in skipped:
+      print(f'Skipped unreadable checkpoint {reason}', file=self._stream,
+            flush=True)
+    index = os.path.join(self.manager.directory, 'checkpoint')
+    note = '' if os.path.exists(index) else ' (no checkpoint index file)'
+    print(f'Restored {path}{note}', file=self._stream, flush=True)
 
   def _truncate_history(self, step: int):
     """Drops `history.jsonl` rows logged after `step` (atomically)."""
@@ -300,7 +523,19 @@ class Run:
     if self._last_saved == step:
       return None
     self._last_saved = step
-    return self.manager.save(checkpoint_number=step)
+    self._last_saved_path = self.manager.save(checkpoint_number=step)
+    return self._last_saved_path
+
+  @property
+  def last_checkpoint(self) -> Optional[str]:
+    """The newest checkpoint saved or restored by this run, if any."""
+    if self._last_saved_path is not None:
+      return self._last_saved_path
+    return self.restored_from
+
+  def close(self):
+    """Releases the run directory's lock (idempotent)."""
+    self._lock.release()
 
   def finish(self, step: int):
     """Saves a final checkpoint and flushes the summaries."""

@@ -36,6 +36,10 @@ flags.DEFINE_string('root_dir', None, 'Run directory to export from.')
 flags.DEFINE_string('export_dir', None, 'Where to write the SavedModel.')
 flags.DEFINE_multi_string('gin_bindings', [],
                           'Gin bindings overriding the saved config.')
+flags.DEFINE_bool('overwrite', False,
+                  'Replace a non-empty --export_dir (by default an error).')
+flags.DEFINE_bool('verbose', False,
+                  "Show TensorFlow's start-up lines (hidden by default).")
 
 FLAGS = flags.FLAGS
 
@@ -71,8 +75,11 @@ def main(argv):
   if export_dir == root_dir:
     _fail('--export_dir: must differ from --root_dir.')
   with tempfile.TemporaryDirectory() as scratch:
-    experiment.cli_run('bmg-export', [_current_names(config, scratch)],
-                       FLAGS.gin_bindings, root_dir, export_dir=export_dir)
+    with experiment.quiet_imports(FLAGS.verbose):  # Reading imports TF.
+      current = _current_names(config, scratch)
+    experiment.cli_run('bmg-export', [current], FLAGS.gin_bindings, root_dir,
+                       export_dir=export_dir, verbose=FLAGS.verbose,
+                       overwrite=FLAGS.overwrite)
 
 
 def run_main():

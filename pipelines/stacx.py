@@ -153,10 +153,9 @@ def build(suite: str = 'minatar',
   if suite not in SUITES:
     raise ValueError(f'suite: must be one of {sorted(SUITES)}, got '
                      f'{suite!r}.')
-  for arg, value in (('num_frames', num_frames), ('num_envs', num_envs),
-                     ('unroll_length', unroll_length)):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-      raise ValueError(f'{arg}: must be a positive int, got {value!r}.')
+  experiment_lib.check_positive_ints(
+      num_frames=num_frames, num_envs=num_envs, unroll_length=unroll_length,
+      log_every=log_every, checkpoint_every=checkpoint_every)
   config = bootstrap.BootstrapConfig()
   method = config.method
   env_kwargs = dict(env_kwargs or {})

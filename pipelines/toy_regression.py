@@ -105,8 +105,10 @@ def build(num_meta_steps: int = 300,
   method = config.method
   if method not in ('mg', 'bmg'):
     raise ValueError(f"method: must be 'mg' or 'bmg', got {method!r}.")
-  if num_meta_steps <= 0 or task_period <= 0:
-    raise ValueError('num_meta_steps/task_period: must be positive.')
+  experiment_lib.check_positive_ints(
+      num_meta_steps=num_meta_steps, task_period=task_period, dim=dim,
+      batch_size=batch_size, log_every=log_every,
+      checkpoint_every=checkpoint_every)
   tf.random.set_seed(seed)
   np.random.seed(seed)
   net = mlp.MLP(hidden_sizes, output_size=1, activation='tanh',

@@ -27,6 +27,11 @@ flags.DEFINE_multi_string('gin_bindings', [],
                           'Gin bindings, e.g. "two_colors.build.seed=1".')
 flags.DEFINE_string('root_dir', None,
                     'Run directory: checkpoints, summaries, config, export.')
+flags.DEFINE_bool('from_scratch', False,
+                  'Train from step 0 even if root_dir holds checkpoints of '
+                  'which none is readable (by default that is an error).')
+flags.DEFINE_bool('verbose', False,
+                  "Show TensorFlow's start-up lines (hidden by default).")
 
 FLAGS = flags.FLAGS
 
@@ -44,9 +49,12 @@ def main(argv):
       _fail(f'--gin_file: no such file: {path}')
   # Imported late, so that bad flags fail fast and TensorFlow's start-up
   # happens only for real runs.
-  from bmg_tf import training  # pylint: disable=g-import-not-at-top
+  with experiment.quiet_imports(FLAGS.verbose):
+    from bmg_tf import training  # pylint: disable=g-import-not-at-top
+  # The run directory is created only once the bindings are validated.
   experiment.cli_run('bmg-train', FLAGS.gin_file, FLAGS.gin_bindings,
-                     FLAGS.root_dir, prepare=training.prepare_root_dir)
+                     FLAGS.root_dir, prepare=training.check_root_dir,
+                     verbose=FLAGS.verbose, from_scratch=FLAGS.from_scratch)
 
 
 def run_main():

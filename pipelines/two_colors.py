@@ -150,6 +150,8 @@ def build(env_name: str = 'TwoColors',
   Raises:
     ValueError: naming the argument, on bad settings.
   """
+  experiment_lib.check_positive_ints(log_every=log_every,
+                                     checkpoint_every=checkpoint_every)
   config = _bootstrap_config(bootstrap.BootstrapConfig(), num_seeds)
   method = config.method
   _check_settings(method, num_env_steps, rollout_length, target_rollouts,
@@ -228,8 +230,8 @@ def _check_settings(method, num_env_steps, rollout_length, target_rollouts,
   if method not in bootstrap.METHODS:
     raise ValueError(f'method: must be one of {bootstrap.METHODS}, got '
                      f'{method!r}.')
-  if num_env_steps <= 0 or rollout_length <= 0:
-    raise ValueError('num_env_steps/rollout_length: must be positive.')
+  experiment_lib.check_positive_ints(num_env_steps=num_env_steps,
+                                     rollout_length=rollout_length)
   if (isinstance(target_rollouts, bool) or not isinstance(target_rollouts, int)
       or target_rollouts < 1):
     raise ValueError(f'target_rollouts: must be an int >= 1, got '

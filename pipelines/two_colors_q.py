@@ -180,10 +180,15 @@ def build(env_name: str = 'TwoColors',
   Raises:
     ValueError: naming the argument, on bad settings.
   """
+  experiment_lib.check_positive_ints(
+      num_env_steps=num_env_steps, batch_size=batch_size,
+      sequence_length=sequence_length, replay_capacity=replay_capacity,
+      min_replay_size=min_replay_size, log_every=log_every,
+      checkpoint_every=checkpoint_every)
   config = bootstrap.BootstrapConfig()
   method = config.method
-  _check_settings(config, num_env_steps, replay_ratio, batch_size,
-                  sequence_length, min_replay_size, replay_capacity)
+  _check_settings(config, replay_ratio, sequence_length, min_replay_size,
+                  replay_capacity)
   tf.random.set_seed(seed)
   env = tf_two_colors.make_env(env_name, batch_size=1, seed=seed)
   obs_dim = env.observation_spec().shape[-1]
@@ -260,13 +265,11 @@ def build(env_name: str = 'TwoColors',
 train_eval = experiment_lib.trainer(build)
 
 
-def _check_settings(config, num_env_steps, replay_ratio, batch_size,
-                    sequence_length, min_replay_size, replay_capacity):
+def _check_settings(config, replay_ratio, sequence_length, min_replay_size,
+                    replay_capacity):
   """Raises a ValueError naming the argument on bad settings."""
   _check(config.method in METHODS, f'method: must be one of {METHODS}, got '
          f'{config.method!r} (MG has no gradient for epsilon).')
-  _check(num_env_steps > 0, f'num_env_steps: must be positive, got '
-         f'{num_env_steps}.')
   if config.method == 'bmg':
     _check(config.k_steps == 0, f'k_steps: BMG here has K = 0 (epsilon is '
            f'not in the Q-learning update), got {config.k_steps}.')
@@ -277,9 +280,6 @@ def _check_settings(config, num_env_steps, replay_ratio, batch_size,
            f'update per iteration, got {config.k_steps}.')
   _check(math.isfinite(replay_ratio) and replay_ratio > 0,
          f'replay_ratio: must be finite and positive, got {replay_ratio}.')
-  _check(batch_size >= 1, f'batch_size: must be >= 1, got {batch_size}.')
-  _check(sequence_length >= 1, f'sequence_length: must be >= 1, got '
-         f'{sequence_length}.')
   _check(min_replay_size >= sequence_length + 1,
          f'min_replay_size: must be >= sequence_length + 1 = '
          f'{sequence_length + 1}, got {min_replay_size}.')

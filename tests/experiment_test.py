@@ -83,7 +83,10 @@ def test_runs_logs_saves_and_writes_the_result(tmp_path):
     rows = [json.loads(line) for line in f]
   assert [r['steps'] for r in rows] == [6, 12, 18, 24, 30]
   assert all('gone' not in r for r in rows)  # None is not recorded.
-  assert exported == [(str(tmp_path / 'export'), 30)]
+  # Written to a temp directory beside `export/`, then renamed into place.
+  [(written, step)] = exported
+  assert step == 30 and written.startswith(str(tmp_path / 'export.tmp-'))
+  assert os.path.isdir(tmp_path / 'export') and not os.path.exists(written)
   manager_dir = tmp_path / 'checkpoints'
   assert tf.train.latest_checkpoint(str(manager_dir)).endswith('ckpt-30')
   reader = tf.train.load_checkpoint(str(manager_dir))
@@ -129,7 +132,9 @@ def test_export_restores_without_training(tmp_path):
       make(exported=exported, trained=trained), str(tmp_path / 'run'),
       str(tmp_path / 'model'), output=io.StringIO())
   assert not trained  # `train()` was never called.
-  assert exported == [(str(tmp_path / 'model'), 12)]
+  [(written, step)] = exported
+  assert step == 12 and written.startswith(str(tmp_path / 'model.tmp-'))
+  assert os.path.isdir(tmp_path / 'model') and not os.path.exists(written)
   assert out['train_step'] == 12 and out['steps'] == 12
   assert out['checkpoint'].endswith('ckpt-12')
   assert sorted(os.listdir(tmp_path / 'run')) == before

@@ -119,6 +119,11 @@ class BootstrapConfig:
         raise ValueError(f'{arg}: must be an int, got {v!r}.')
     if self.k_steps < 0:
       raise ValueError(f'k_steps: must be >= 0, got {self.k_steps}.')
+    if self.k_steps == 0 and self.method != 'bmg':
+      # 'fixed' would take no update; MG would differentiate through none
+      # (and a pipeline that re-uses its last batch would collect nothing).
+      raise ValueError(f"k_steps: method={self.method!r} needs k_steps >= "
+                       f'1, got 0.')
     if self.method == 'bmg' and self.l_steps < 1:
       raise ValueError(f'l_steps: BMG needs l_steps >= 1, got '
                        f'{self.l_steps}.')

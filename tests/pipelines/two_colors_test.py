@@ -371,5 +371,7 @@ def test_mg_without_new_rollouts_is_an_error_not_a_hang(tmp_path):
       'BootstrapConfig.k_steps = 0', 'ActorCritic.hidden_sizes = (8, 8)',
       'ContextualMetaParameters.hidden_sizes = (4,)',
       'MetaLearner.jit_compile = False'])
-  with pytest.raises(ValueError, match='advanced no env steps'):
-    two_colors.train_eval(str(tmp_path), num_env_steps=1000)
+  # Refused when the config is built, before any directory is touched.
+  with pytest.raises(ValueError, match="k_steps: method='mg' needs"):
+    two_colors.train_eval(str(tmp_path / 'run'), num_env_steps=1000)
+  assert not os.path.exists(tmp_path / 'run')
