@@ -251,10 +251,12 @@ def _train(experiment, loop, run, objects, output, from_scratch):
           f'an iteration advanced no {experiment.step_unit} (stuck at '
           f'{step}): the settings give the learner no new data to take '
           f'(e.g. k_steps=0 with a re-used batch); training would never end.')
+    # Every iteration: the learner's scalar metrics (losses, meta-gradient
+    # norm) turn non-finite with its state; a few scalars to read.
+    bad = finite_check(metrics, f'at {unit} {step}')
+    if bad:
+      raise ValueError(bad[:-1] + kept())
     if run.should_log(step):
-      bad = finite_check(metrics, f'at {unit} {step}')
-      if bad:
-        raise ValueError(bad[:-1] + kept())
       scalars, row = loop.window(metrics)
       values = run.log(step, scalars)
       if values is not None:

@@ -106,9 +106,11 @@ def test_resumes_from_the_checkpoint(tmp_path):
     assert [r['steps'] for r in json.load(f)['history']] == [6, 12, 18, 24]
 
 
-def test_non_finite_metrics_stop_before_the_next_save(tmp_path):
-  with pytest.raises(ValueError, match=r"diverged at step 6: non-finite "
-                     r"\['loss'\]"):
+def test_non_finite_metrics_stop_at_the_iteration_that_shows_them(tmp_path):
+  # Checked after every iteration (3 steps each), not only at logs (6).
+  with pytest.raises(ValueError, match=r"diverged at step 3: non-finite "
+                     r"\['loss'\]; nothing saved or exported, the last good "
+                     r"checkpoint is none"):
     experiment_lib.run_experiment(make(metric=float('nan')), str(tmp_path),
                                   output=io.StringIO())
   assert tf.train.latest_checkpoint(str(tmp_path / 'checkpoints')) is None
