@@ -183,7 +183,9 @@ def build(suite: str = 'minatar',
     learner = meta_learner_lib.MetaLearner(
         agent.params, meta, agent.objectives(), config,
         inner_optimizer=inner, target_optimizer=target,
-        meta_optimizer=meta_params.MetaOptimizer(), strategy=strat)
+        meta_optimizer=meta_params.MetaOptimizer(), strategy=strat,
+        carry_spec=impala.batch_spec(obs_spec.shape, obs_spec.dtype,
+                                     num_actions, unroll_length, num_envs))
   stats = RunStats()
 
   def scaled_hparams():
@@ -214,7 +216,7 @@ def build(suite: str = 'minatar',
 
   return experiment_lib.Experiment(
       learner=learner, trackables=dict(stats=stats), export_fn=export_to,
-      train=lambda: _loop(make_env, agent, meta, learner, config, stats,
+      train=lambda: _loop(make_env, agent, meta, learner, stats,
                           unroll_length, _frames_per_step(suite, env_kwargs),
                           game if suite == 'atari' else None, seed, describe),
       progress=lambda: int(stats.frames),
@@ -230,7 +232,7 @@ def build(suite: str = 'minatar',
 train_eval = experiment_lib.trainer(build)
 
 
-def _loop(make_env, agent, meta, learner, config, stats, unroll_length,
+def _loop(make_env, agent, meta, learner, stats, unroll_length,
           frames_per_step, atari_game, seed, describe):
   """Actors and the learner alternating (module docstring)."""
   env = make_env()
@@ -239,7 +241,7 @@ def _loop(make_env, agent, meta, learner, config, stats, unroll_length,
                              seed=seed + 1)
   py_actor = py_tf_eager_policy.PyTFEagerPolicy(actor, use_tf_function=True)
   num_envs = env.batch_size
-  state = {'time_step': None, 'cache': None}
+  state = {'time_step': None}
   episode_window = []
 
   def hparams_now():
@@ -267,14 +269,10 @@ def _loop(make_env, agent, meta, learner, config, stats, unroll_length,
     state['time_step'] = env.reset()
 
   def iterate():
-    cache = state['cache']
-    need = config.batches_per_step - (1 if cache is not None else 0)
-    batches = ([cache] if cache is not None else []) + [
-        collect() for _ in range(need)]
-    stacked = {k: np.stack([b[k] for b in batches]) for k in batches[0]}
-    metrics = learner.step(stacked)
-    state['cache'] = batches[-1] if config.method != 'fixed' else None
-    return metrics
+    # The learner prepends the batch it carries over (MG, BMG).
+    batches = [collect() for _ in range(learner.new_batches_per_step)]
+    return learner.step({k: np.stack([b[k] for b in batches])
+                         for k in batches[0]})
 
   def window(metrics):
     ret = float(np.mean(episode_window)) if episode_window else math.nan

@@ -9,7 +9,7 @@ BMG_SPEC section 2.1. One gin-configurable `train_eval` wires:
 
 Sample cost per meta-step (each env step feeds exactly one learner update,
 because the last rollout of a meta-step is re-used as the first of the next,
-see `RolloutCache`):
+see `bmg_tf.core.carry`):
   fixed: `fixed_steps_per_call` rollouts; MG: K; BMG: K+L-1 with
   `continue_from='K+L-1'`, K with 'K' (then the L-1 bootstrap rollouts only
   build the target).
@@ -170,7 +170,6 @@ def build(env_name: str = 'TwoColors',
   collector = rollout_lib.RolloutCollector(env, policy, rollout_length)
   context = rollout_lib.RewardContext(num_streams=seeds)
   stats = rollout_lib.RunStats(seeds)
-  cache = rollout_lib.RolloutCache(collector.rollout_spec())
   contextual = contextual and method != 'fixed'
   meta = _entropy_meta(method, entropy_weight, contextual, context.window,
                        seed, seeds)
@@ -197,14 +196,16 @@ def build(env_name: str = 'TwoColors',
       agent.params, meta, objectives, config,
       inner_optimizer=inner, target_optimizer=target,
       meta_optimizer=meta_params.MetaOptimizer(clip_batch_dims=clip_dims),
-      batch_fn=_batch_fn(config, collect, cache, target_rollouts),
-      context_fn=context.value)
+      batch_fn=_batch_fn(config, collect, target_rollouts),
+      context_fn=context.value, carry_spec=collector.rollout_spec())
   export_fn = _export_fn(agent, meta, learner, obs_dim, num_seeds,
                          method != 'fixed', contextual, context.window)
   return experiment_lib.Experiment(
       learner=learner,
       trackables=dict(env=env, policy_rng=policy.generator, context=context,
-                      stats=stats, cache=cache),
+                      stats=stats,
+                      # The carried rollout, under its old checkpoint name.
+                      **({'cache': learner.carry} if learner.carry else {})),
       export_fn=export_fn,
       train=lambda: _loop(learner, meta, context, stats, method, num_seeds),
       progress=lambda: int(stats.env_steps),
@@ -293,30 +294,19 @@ def _optimizers(with_target, batch_dims):
     return inner, optimizers.create_optimizer(batch_dims=batch_dims)
 
 
-def _batch_fn(config, collect, cache, target_rollouts):
+def _batch_fn(config, collect, target_rollouts):
   """The learner's `batch_fn(i, params)`: rollouts collected in-graph.
 
-  MG and BMG re-use the last rollout of a meta-step as the first of the
-  next (`cache`); BMG's target batch may hold `target_rollouts` rollouts.
+  BMG's target batch may hold `target_rollouts` rollouts (a tuple); the
+  learner carries the last rollout of a meta-step over to the next.
   """
-  last_index = config.batches_per_step - 1
   target_index = (config.k_steps + config.l_steps - 1
                   if config.method == 'bmg' else None)
-  if config.method == 'fixed':
-    return lambda i, params: collect(params)
 
   def batch_fn(i, params):
-    first = tf.equal(i, 0) if tf.is_tensor(i) else tf.constant(i == 0)
-    rollout = tf.cond(tf.logical_and(cache.valid, first), cache.read,
-                      lambda: collect(params))
-    last = rollout
     if target_rollouts > 1 and isinstance(i, int) and i == target_index:
-      rollouts = [rollout] + [collect(params)
-                              for _ in range(target_rollouts - 1)]
-      last, rollout = rollouts[-1], tuple(rollouts)
-    if isinstance(i, int) and i == last_index:
-      cache.write(last)
-    return rollout
+      return tuple(collect(params) for _ in range(target_rollouts))
+    return collect(params)
 
   return batch_fn
 

@@ -75,6 +75,7 @@ __all__ = [
     'head_prefix',
     'make_meta_parameters',
     'batch_from_time_steps',
+    'batch_spec',
     'ImpalaAgent',
     'ActorPolicy',
 ]
@@ -159,6 +160,34 @@ def make_meta_parameters(num_aux_heads: int = 0,
       else:
         parameters[key] = scaled
   return meta_params_lib.MetaParameters(parameters)
+
+
+def batch_spec(observation_shape: Sequence[int], observation_dtype,
+               num_actions: int, unroll_length: int,
+               num_envs: int) -> Dict[str, tf.TensorSpec]:
+  """The spec of one `batch_from_time_steps` batch (T steps, B envs).
+
+  Args:
+    observation_shape: one observation's shape.
+    observation_dtype: its dtype.
+    num_actions: A.
+    unroll_length: T.
+    num_envs: B.
+
+  Returns:
+    dict name -> `tf.TensorSpec`, the keys, shapes and dtypes of
+    `batch_from_time_steps`.
+  """
+  t, b = unroll_length, num_envs
+  return {
+      'observation': tf.TensorSpec([t + 1, b] + list(observation_shape),
+                                   tf.as_dtype(observation_dtype)),
+      'action': tf.TensorSpec([t, b], tf.int32),
+      'reward': tf.TensorSpec([t, b], tf.float32),
+      'discount': tf.TensorSpec([t, b], tf.float32),
+      'mask': tf.TensorSpec([t, b], tf.float32),
+      'behaviour_logits': tf.TensorSpec([t, b, num_actions], tf.float32),
+  }
 
 
 def batch_from_time_steps(time_steps: Sequence[ts_lib.TimeStep],

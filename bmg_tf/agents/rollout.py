@@ -40,7 +40,7 @@ from tf_agents.trajectories import trajectory as trajectory_lib
 
 __all__ = [
     'CONTEXT_TRANSFORMS', 'FunctionalPolicy', 'RolloutBuffer',
-    'RolloutCollector', 'RewardContext', 'RolloutCache', 'RunStats',
+    'RolloutCollector', 'RewardContext', 'RunStats',
     'gumbel_max'
 ]
 
@@ -318,33 +318,6 @@ class RewardContext(tf.Module):
       std = tf.sqrt(self.running_var + 1e-8)
       return tf.tanh((r - self.running_mean) / std)
     return r
-
-
-class RolloutCache(tf.Module):
-  """Keeps the last rollout of a meta-step for the next one's first step.
-
-  The outer (MG) or target (BMG) rollout is collected with the parameters the
-  learner continues from, so it is on-policy for the next meta-step's first
-  inner step. Re-using it means every env step feeds exactly one learner
-  update.
-  """
-
-  def __init__(self, spec: Dict[str, tf.TensorSpec],
-               name: str = 'rollout_cache'):
-    super().__init__(name=name)
-    self._keys = sorted(spec)
-    self.storage = [tf.Variable(tf.zeros(spec[k].shape, spec[k].dtype),
-                                trainable=False, name=k)
-                    for k in self._keys]
-    self.valid = tf.Variable(False, trainable=False, name='valid')
-
-  def write(self, rollout: Dict[str, tf.Tensor]):
-    for var, key in zip(self.storage, self._keys):
-      var.assign(rollout[key])
-    self.valid.assign(True)
-
-  def read(self) -> Dict[str, tf.Tensor]:
-    return {k: v.read_value() for k, v in zip(self._keys, self.storage)}
 
 
 class RunStats(tf.Module):

@@ -73,6 +73,7 @@ import gin
 import tensorflow as tf
 
 from bmg_tf.core import bootstrap
+from bmg_tf.core import carry as carry_lib
 from bmg_tf.core import distribute as distribute_lib
 from bmg_tf.core import meta_params as meta_params_lib
 from bmg_tf.core import optimizers as optimizers_lib
@@ -104,6 +105,7 @@ class MetaLearner(tf.Module):
                context_fn: Optional[Callable[[], tf.Tensor]] = None,
                strategy: Optional[tf.distribute.Strategy] = None,
                batch_axis: int = 2,
+               carry_spec: Any = None,
                name: str = 'meta_learner'):
     """Creates the meta-learner.
 
@@ -134,6 +136,11 @@ class MetaLearner(tf.Module):
       batch_axis: the axis of every `batches` leaf along which a
         multi-replica strategy splits the global batch (2 for
         `[step, T(+1), B, ...]`); >= 1, since axis 0 indexes the steps.
+      carry_spec: the spec of one batch (a nest of `tf.TensorSpec`) to turn
+        on batch carry-over for MG and BMG (`bmg_tf.core.carry`): the last
+        batch of a meta-step is the first of the next. Its storage,
+        `carry`, is not tracked by the learner's checkpoint; a pipeline
+        whose resumed runs must re-use it checkpoints it itself.
       name: module name.
 
     Raises:
@@ -190,6 +197,12 @@ class MetaLearner(tf.Module):
     with scope:
       self._init_variables(inner_optimizer, target_optimizer, meta_optimizer)
     self._py.objectives = objectives
+    self._py.carry = (carry_lib.BatchCarry(carry_spec)
+                      if carry_spec is not None and config.method != 'fixed'
+                      else None)
+    if batch_fn is not None and self._py.carry is not None:
+      batch_fn = carry_lib.carried_batch_fn(batch_fn, self._py.carry,
+                                            config.batches_per_step - 1)
     self._py.batch_fn = batch_fn
     self._py.context_fn = context_fn
     self._py.steps_per_call = steps_per_call
@@ -379,7 +392,27 @@ class MetaLearner(tf.Module):
       ValueError: under a multi-replica strategy, naming a `batches` leaf
         whose batch axis does not split into equal shards.
     """
+    carry = self._py.carry
     if self._py.batch_fn is None:
+      if carry is not None:
+        batches = carry.prepend(batches)
       distribute_lib.check_batches(batches, self._py.replicas,
                                    self._py.batch_axis)
-    return self._compiled_step(batches, context)
+    metrics = self._compiled_step(batches, context)
+    if self._py.batch_fn is None and carry is not None:
+      carry.write(tf.nest.map_structure(lambda b: b[-1], batches))
+    return metrics
+
+  @property
+  def carry(self) -> Optional[carry_lib.BatchCarry]:
+    """The batch carry-over storage (None without `carry_spec`, or for
+    'fixed')."""
+    return self._py.carry
+
+  @property
+  def new_batches_per_step(self) -> int:
+    """How many batches the next `step(batches)` needs from the caller:
+    `config.batches_per_step`, one fewer while a batch is carried."""
+    carried = self._py.carry is not None and bool(
+        self._py.carry.valid.numpy())
+    return self.config.batches_per_step - int(carried)

@@ -357,27 +357,6 @@ class RewardContextTest(tf.test.TestCase):
     self.assertTrue(any('running_var' in n for n in names), names)
 
 
-class RolloutCacheTest(tf.test.TestCase):
-
-  def test_round_trip_and_valid_flag(self):
-    _, agent, _, collector = _make()
-    cache = rollout_lib.RolloutCache(collector.rollout_spec())
-    self.assertFalse(cache.valid.numpy())
-    first = _numpy(collector.collect(agent.params))
-    cache.write(first)
-    self.assertTrue(cache.valid.numpy())
-    second = _numpy(collector.collect(agent.params))
-    self.assertNotAllEqual(first['observation'], second['observation'])
-    got = cache.read()
-    self.assertCountEqual(got, KEYS)
-    for key in KEYS:
-      self.assertEqual(got[key].dtype, collector.rollout_spec()[key].dtype)
-      self.assertAllEqual(got[key], first[key], msg=key)
-    cache.write(second)
-    for key in KEYS:
-      self.assertAllEqual(cache.read()[key], second[key], msg=key)
-
-
 class CheckpointTest(tf.test.TestCase):
 
   def test_restore_replays_the_same_rollout(self):
