@@ -17,54 +17,81 @@ A batch that is a tuple (several rollouts forming one batch, e.g. BMG's
 multi-rollout target) carries its last element.
 """
 
+import types
 from typing import Any, Callable
 
+import numpy as np
 import tensorflow as tf
 
 __all__ = ['BatchCarry', 'carried_batch_fn']
 
 
 class BatchCarry(tf.Module):
-  """Storage for one batch of a fixed spec, and whether it holds one."""
+  """Storage for one batch of a fixed spec, and whether it holds one.
 
-  def __init__(self, spec: Any, name: str = 'batch_carry'):
-    """Creates zero-filled storage.
+  In graph mode (for a `batch_fn`) the batch lives in variables, read and
+  written inside the compiled step. Otherwise (stacked batches collected in
+  Python, `in_graph=False`) it is kept as the NumPy arrays it came as, so
+  that `prepend` hands the step what the caller would have: no variable,
+  nothing for a `tf.distribute` strategy to mirror.
+  """
+
+  def __init__(self, spec: Any, in_graph: bool = True,
+               name: str = 'batch_carry'):
+    """Creates the storage.
 
     Args:
       spec: a nest of `tf.TensorSpec` (fully defined shapes): one batch.
+      in_graph: variables (zero-filled) if True, else a Python value.
       name: module name.
     """
     super().__init__(name=name)
     self._spec = spec
-    self.storage = [
-        tf.Variable(tf.zeros(s.shape, s.dtype), trainable=False,
-                    name=s.name or f'batch_{i}')
-        for i, s in enumerate(tf.nest.flatten(spec))]
-    self.valid = tf.Variable(False, trainable=False, name='valid')
+    self._in_graph = in_graph
+    # Not an attribute of its own: tf.Module would wrap a dict in a tracked
+    # structure.
+    self._held = types.SimpleNamespace(value=None)
+    if in_graph:
+      self.storage = [
+          tf.Variable(tf.zeros(s.shape, s.dtype), trainable=False,
+                      name=s.name or f'batch_{i}')
+          for i, s in enumerate(tf.nest.flatten(spec))]
+      self.valid = tf.Variable(False, trainable=False, name='valid')
 
   def write(self, batch: Any):
     """Stores `batch` (a tuple stores its last element)."""
+    if isinstance(batch, tuple):
+      batch = batch[-1]
+    if not self._in_graph:
+      self._held.value = tf.nest.map_structure(np.asarray, batch)
+      return
     with tf.name_scope('carry_write'):
-      if isinstance(batch, tuple):
-        batch = batch[-1]
       for var, value in zip(self.storage, tf.nest.flatten(batch)):
         var.assign(value)
       self.valid.assign(True)
 
   def read(self) -> Any:
     """The stored batch, in the structure of the spec."""
+    if not self._in_graph:
+      return self._held.value
     return tf.nest.pack_sequence_as(
         self._spec, [v.read_value() for v in self.storage])
+
+  def has_batch(self) -> bool:
+    """Whether a batch is stored (eager)."""
+    if not self._in_graph:
+      return self._held.value is not None
+    return bool(self.valid.numpy())
 
   def prepend(self, batches: Any) -> Any:
     """`batches` (leading step axis) with the stored batch first, if any.
 
     Eager: for data collected in Python.
     """
-    if not bool(self.valid.numpy()):
+    if not self.has_batch():
       return batches
     return tf.nest.map_structure(
-        lambda c, b: tf.concat([c[None], tf.cast(b, c.dtype)], axis=0),
+        lambda c, b: np.concatenate([np.asarray(c)[None], np.asarray(b)]),
         self.read(), batches)
 
 

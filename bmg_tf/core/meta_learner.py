@@ -197,9 +197,9 @@ class MetaLearner(tf.Module):
     with scope:
       self._init_variables(inner_optimizer, target_optimizer, meta_optimizer)
     self._py.objectives = objectives
-    self._py.carry = (carry_lib.BatchCarry(carry_spec)
-                      if carry_spec is not None and config.method != 'fixed'
-                      else None)
+    self._py.carry = (
+        carry_lib.BatchCarry(carry_spec, in_graph=batch_fn is not None)
+        if carry_spec is not None and config.method != 'fixed' else None)
     if batch_fn is not None and self._py.carry is not None:
       batch_fn = carry_lib.carried_batch_fn(batch_fn, self._py.carry,
                                             config.batches_per_step - 1)
@@ -413,6 +413,5 @@ class MetaLearner(tf.Module):
   def new_batches_per_step(self) -> int:
     """How many batches the next `step(batches)` needs from the caller:
     `config.batches_per_step`, one fewer while a batch is carried."""
-    carried = self._py.carry is not None and bool(
-        self._py.carry.valid.numpy())
+    carried = self._py.carry is not None and self._py.carry.has_batch()
     return self.config.batches_per_step - int(carried)

@@ -35,11 +35,13 @@ class BatchCarryTest(tf.test.TestCase):
     self.assertAllEqual(carry.read()['a'], [3, 3, 3])
 
   def test_prepend_only_when_valid(self):
-    carry = carry_lib.BatchCarry(SPEC)
+    carry = carry_lib.BatchCarry(SPEC, in_graph=False)
     new = {'x': np.zeros([2, 3, 2], np.float32),
            'a': np.zeros([2, 3], np.int32)}
     self.assertIs(carry.prepend(new), new)
+    self.assertFalse(carry.has_batch())
     carry.write(_batch(7))
+    self.assertTrue(carry.has_batch())
     got = carry.prepend(new)
     self.assertAllEqual(got['a'][:, 0], [7, 0, 0])
     self.assertEqual(got['x'].shape, (3, 3, 2))
@@ -103,8 +105,7 @@ class MetaLearnerCarryTest(tf.test.TestCase):
     new = {'x': np.full([2, 4], 5.0, np.float32)}
     learner.step(new)
     whole = {'x': np.concatenate([batches['x'][-1:], new['x']])}
-    twin.carry.valid.assign(False)
-    twin.step(whole)
+    twin.step(whole)  # Nothing carried yet: all three are used.
     self.assertAllClose(learner.learner_params[0], twin.learner_params[0])
 
   def test_fixed_carries_nothing(self):
