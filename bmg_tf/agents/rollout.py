@@ -233,9 +233,15 @@ class RolloutCollector(tf.Module):
 CONTEXT_TRANSFORMS = ('none', 'tanh', 'running_tanh')
 
 
-@gin.configurable(allowlist=['window', 'transform', 'scale', 'decay'])
+@gin.configurable(allowlist=['window', 'transform', 'scale', 'decay',
+                             'granularity'])
 class RewardContext(tf.Module):
   """The mean reward of each of the last `window` rollouts: `[window]`.
+
+  With `granularity='step'` the entries are single-step rewards instead:
+  every `update` appends each time step's reward (the mean over the batch
+  of envs, or per stream), so the context is the last `window` steps' (the
+  follow-up paper's epsilon-Q context: the last 100 rewards).
 
   The context of contextual meta-parameters (BMG_SPEC section 2.1). Oldest
   first; starts at zeros. With `num_streams=N` (N seeds batched in one graph,
@@ -260,8 +266,16 @@ class RewardContext(tf.Module):
 
   def __init__(self, window: int = 10, num_streams: Optional[int] = None,
                transform: str = 'none', scale: float = 0.1,
-               decay: float = 0.999, name: str = 'reward_context'):
+               decay: float = 0.999, granularity: str = 'rollout',
+               name: str = 'reward_context'):
     super().__init__(name=name)
+    if granularity not in ('rollout', 'step'):
+      raise ValueError(f"granularity: must be 'rollout' or 'step', got "
+                       f'{granularity!r}.')
+    if granularity == 'step' and transform == 'running_tanh':
+      raise ValueError("granularity: 'step' does not combine with "
+                       "transform='running_tanh' (its statistics are per "
+                       'rollout).')
     if window <= 0:
       raise ValueError(f'window: must be positive, got {window}.')
     if num_streams is not None and num_streams <= 0:
@@ -279,6 +293,7 @@ class RewardContext(tf.Module):
     self.transform = transform
     self.scale = float(scale)
     self.decay = float(decay)
+    self.granularity = granularity
     shape = [window] if num_streams is None else [num_streams, window]
     self.rewards = tf.Variable(tf.zeros(shape), trainable=False,
                                name='rewards')
@@ -290,13 +305,19 @@ class RewardContext(tf.Module):
                                      trainable=False, name='running_var')
 
   def update(self, rollout: Dict[str, tf.Tensor]):
-    """Appends the rollout's mean reward.
+    """Appends the rollout's mean reward (or, per step, its rewards).
 
     Args:
       rollout: a rollout dict; its 'reward' is `[T, B]`. The mean is over
         time and streams, or over time per stream with `num_streams`.
     """
     reward = tf.cast(rollout['reward'], tf.float32)  # [T, B]
+    if self.granularity == 'step':
+      steps = (tf.reduce_mean(reward, axis=1) if self.num_streams is None
+               else tf.transpose(reward))  # [T] or [N, T]
+      self.rewards.assign(tf.concat([self.rewards, steps],
+                                    axis=-1)[..., -self.window:])
+      return
     if self.num_streams is None:
       mean = tf.reduce_mean(reward)[None]
     else:

@@ -314,6 +314,28 @@ class RewardContextTest(tf.test.TestCase):
                             [0.0] * 7 + means, rtol=1e-5, atol=1e-6)
     self.assertAllClose(context.value(), means[-10:], rtol=1e-5, atol=1e-6)
 
+  def test_step_granularity_keeps_the_last_window_step_rewards(self):
+    # The reference: a plain list of every step's reward (mean over B).
+    context = rollout_lib.RewardContext(window=25, granularity='step')
+    rng = np.random.RandomState(1)
+    history = []
+    for _ in range(4):  # 4 * T steps: more than the window.
+      rewards = rng.randn(T, B).astype(np.float32)
+      history.extend(rewards.astype(np.float64).mean(axis=1))
+      context.update({'reward': tf.constant(rewards)})
+    self.assertAllClose(context.value(), history[-25:], rtol=1e-5,
+                        atol=1e-6)
+    # Per stream: each stream's own step rewards, oldest first.
+    streams = rollout_lib.RewardContext(window=5, num_streams=B,
+                                        granularity='step')
+    rewards = rng.randn(T, B).astype(np.float32)
+    streams.update({'reward': tf.constant(rewards)})
+    self.assertAllClose(streams.value(), rewards[-5:].T)
+    with self.assertRaisesRegex(ValueError, 'granularity'):
+      rollout_lib.RewardContext(granularity='step', transform='running_tanh')
+    with self.assertRaisesRegex(ValueError, 'granularity'):
+      rollout_lib.RewardContext(granularity='episode')
+
   def test_bad_window(self):
     with self.assertRaisesRegex(ValueError, 'window'):
       rollout_lib.RewardContext(window=0)
