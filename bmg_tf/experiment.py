@@ -314,25 +314,14 @@ def export_experiment(experiment: Experiment, root_dir: str,
   """
   root_dir = os.path.abspath(os.path.expanduser(root_dir))
   directory = os.path.join(root_dir, 'checkpoints')
-  candidates = training.checkpoint_files(directory)
-  if not candidates:
+  if not training.checkpoint_files(directory):
     raise training.RunDirError(
         f'root_dir: no checkpoint to export in {directory}.')
   export_dir = training.check_output_dir(export_dir, overwrite)
-  checkpoint = tf.train.Checkpoint(**experiment.checkpoint_objects())
-  restored, skipped = None, []
-  for path in candidates:
-    try:
-      training.read_checkpoint(path)  # Fails on a corrupt file.
-      # Training-only objects (env state, caches) are in the file but not
-      # here.
-      checkpoint.restore(path).expect_partial(
-      ).assert_existing_objects_matched()
-    except (tf.errors.OpError, ValueError, AssertionError) as e:
-      skipped.append(f'{os.path.basename(path)} ({type(e).__name__})')
-      continue
-    restored = path
-    break
+  # Training-only objects (env state, caches) are in the file but not here.
+  restored, skipped = training.restore_newest_readable(
+      tf.train.Checkpoint(**experiment.checkpoint_objects()), directory,
+      partial=True)
   if restored is None:
     raise training.RunDirError(
         f'root_dir: none of the checkpoints in {directory} is readable: '

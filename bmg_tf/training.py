@@ -36,7 +36,8 @@ import tensorflow as tf
 __all__ = ['RunDirError', 'prepare_root_dir', 'check_root_dir',
            'atomic_write', 'check_output_dir', 'atomic_directory',
            'json_safe', 'RunLock',
-           'checkpoint_files', 'read_checkpoint', 'Run']
+           'checkpoint_files', 'read_checkpoint', 'restore_newest_readable',
+           'Run']
 
 
 class RunDirError(ValueError):
@@ -182,6 +183,43 @@ def read_checkpoint(path: str) -> Dict[str, object]:
   reader = tf.train.load_checkpoint(path)
   return {name: reader.get_tensor(name)
           for name in reader.get_variable_to_shape_map()}
+
+
+def restore_newest_readable(checkpoint: tf.train.Checkpoint, directory: str,
+                            partial: bool = False):
+  """Restores the newest readable `ckpt-N` of `directory` into `checkpoint`.
+
+  The candidates are the checkpoint files themselves, newest first (the
+  `checkpoint` index file may be missing or stale). Each is read whole
+  first (checksums), so that a corrupt file fails before a restore could
+  leave values pending on the objects; one that is unreadable or does not
+  match the objects is skipped.
+
+  Args:
+    checkpoint: what to restore into.
+    directory: the checkpoint directory.
+    partial: allow values in the file that `checkpoint` has no object for
+      (an export restores no training-only objects).
+
+  Returns:
+    (the path restored or None, [one 'ckpt-N (Error: reason)' per skipped
+    file]).
+  """
+  skipped = []
+  for path in checkpoint_files(directory):
+    try:
+      read_checkpoint(path)
+      status = checkpoint.restore(path)
+      if partial:
+        status = status.expect_partial()
+      status.assert_existing_objects_matched()
+    except (tf.errors.OpError, ValueError, AssertionError) as e:
+      reason = ' '.join(str(e).split())[:160]
+      skipped.append(f'{os.path.basename(path)} ({type(e).__name__}: '
+                     f'{reason})')
+      continue
+    return path, skipped
+  return None, skipped
 
 
 def atomic_directory(path: str, write, overwrite: bool = False) -> str:
@@ -357,19 +395,9 @@ class Run:
       RunDirError: if checkpoints exist but none is readable (and not
         `from_scratch`).
     """
-    candidates = checkpoint_files(self.manager.directory)
-    skipped = []
-    for path in candidates:
-      try:
-        # Read every tensor first: a corrupt file must fail here, not in a
-        # restore that would leave values pending on the objects.
-        read_checkpoint(path)
-        self.checkpoint.restore(path).assert_existing_objects_matched()
-      except (tf.errors.OpError, ValueError, AssertionError) as e:
-        reason = ' '.join(str(e).split())[:160]
-        skipped.append(f'{os.path.basename(path)} ({type(e).__name__}: '
-                       f'{reason})')
-        continue
+    path, skipped = restore_newest_readable(self.checkpoint,
+                                            self.manager.directory)
+    if path is not None:
       self._restored(path, skipped)
       return True
     if skipped and not from_scratch:

@@ -1,6 +1,6 @@
 """Two-colours actor-critic with a fixed, MG- or BMG-learned entropy weight.
 
-BMG_SPEC section 2.1. One gin-configurable `train_eval` wires:
+BMG_SPEC section 2.1. `build` (gin-configurable) wires:
 
   TFTwoColors (in-graph, one stream) -> TF-Agents DynamicStepDriver with a
   FunctionalPolicy -> RolloutBuffer (16 steps) -> batch_fn of the
