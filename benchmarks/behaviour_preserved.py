@@ -60,12 +60,15 @@ def entry_point(gin_path):
   return match.group(1), match.group(2)
 
 
-def run(tree, gin_rel, root):
-  """Trains gin file `gin_rel` of `tree` in `root`; returns (ok, log)."""
+def run(tree, gin_rel, root, extra=()):
+  """Trains gin file `gin_rel` of `tree` in `root`; returns (ok, log).
+
+  `extra`: more gin bindings, given to both trees.
+  """
   gin_path = os.path.join(tree, gin_rel)
   module, function = entry_point(gin_path)
   prefix = f'{module}.{function}.'
-  bindings = [f'{prefix}{k} = {v!r}' for k, v in SHORT[module]]
+  bindings = [f'{prefix}{k} = {v!r}' for k, v in SHORT[module]] + list(extra)
   cmd = [sys.executable, '-m', 'pipelines.train', f'--gin_file={gin_path}',
          f'--root_dir={root}'] + [f'--gin_bindings={b}' for b in bindings]
   proc = subprocess.run(
@@ -133,6 +136,9 @@ def main():
                                                     'behaviour'))
   parser.add_argument('--configs', default='',
                       help='comma-separated gin paths (default: all)')
+  parser.add_argument('--bindings', action='append', default=[],
+                      help='an extra gin binding for both trees '
+                      '(repeatable), e.g. MetaLearner.jit_compile=False')
   args = parser.parse_args()
   configs = ([c for c in args.configs.split(',') if c] or sorted(
       os.path.relpath(p, REPO)
@@ -157,7 +163,7 @@ def main():
       for name, tree in (('before', before_tree), ('after', REPO)):
         roots[name] = os.path.join(scratch, name + '_runs',
                                    rel.replace('/', '_'))
-        ok, log = run(tree, rel, roots[name])
+        ok, log = run(tree, rel, roots[name], args.bindings)
         if not ok:
           results[rel] = {'identical': False, 'note': f'{name} failed',
                           'log': log}
@@ -169,7 +175,8 @@ def main():
     subprocess.run(['git', 'worktree', 'remove', '--force', before_tree],
                    cwd=REPO, check=False, capture_output=True)
     shutil.rmtree(scratch, ignore_errors=True)
-  report = {'before': commit, 'short_budgets': SHORT, 'configs': results}
+  report = {'before': commit, 'short_budgets': SHORT,
+            'extra_bindings': args.bindings, 'configs': results}
   with open(os.path.join(args.out, 'behaviour.json'), 'w') as f:
     json.dump(report, f, indent=1, default=str)
   lines = [f'# Behaviour before ({commit[:10]}) and after, short runs', '',

@@ -204,7 +204,7 @@ def build(env_name: str = 'TwoColors',
   steps_per_iteration = max(1, round(config.learner_steps / replay_ratio))
   policy = agent.make_policy(env.time_step_spec(), env.action_spec(),
                              epsilon_fn=epsilon_fn, seed=seed + 1)
-  replay = replay_lib.SeededUniformReplayBuffer(
+  replay = replay_lib.InGraphUniformReplayBuffer(
       policy.trajectory_spec, batch_size=1, max_length=replay_capacity,
       seed=seed + 3000)
   stats = rollout_lib.RunStats()
@@ -214,14 +214,18 @@ def build(env_name: str = 'TwoColors',
   if method == 'bmg':
     with gin.config_scope('target'):
       target = optimizers.create_optimizer()
+  warm_up, data_fn = _data_fns(
+      agent, env, policy, replay, context, stats, epsilon_fn,
+      steps_per_iteration, config.batches_per_step, batch_size,
+      sequence_length)
   learner = meta_learner_lib.MetaLearner(
       agent.params, meta, agent.objectives(), config,
       inner_optimizer=inner, target_optimizer=target,
-      meta_optimizer=meta_params.MetaOptimizer())
-  collect, add, add_and_sample = _data_fns(
-      agent, env, policy, replay, context, stats, epsilon_fn,
-      steps_per_iteration, config.batches_per_step, batch_size,
-      sequence_length, learner.jit_compile)
+      meta_optimizer=meta_params.MetaOptimizer(), data_fn=data_fn)
+  # Graph code throughout (the driver runs a tf.while_loop): AutoGraph would
+  # only add tracing time.
+  warm_up = tf.function(warm_up, autograph=False,
+                        jit_compile=learner.jit_compile)
 
   def export_to(export_dir, gin_config):
     return export_lib.export_policy(
@@ -238,12 +242,10 @@ def build(env_name: str = 'TwoColors',
         gin_config=gin_config)
 
   def iterate():
-    warming_up = int(stats.env_steps) < min_replay_size
-    collect()
-    if warming_up:
-      add()
+    if int(stats.env_steps) < min_replay_size:
+      warm_up()
       return {}
-    return learner.step(batches=add_and_sample(), context=context.value())
+    return learner.step()
 
   return experiment_lib.Experiment(
       learner=learner,
@@ -289,16 +291,21 @@ def _check_settings(config, replay_ratio, sequence_length, min_replay_size,
 
 
 def _data_fns(agent, env, policy, replay, context, stats, epsilon_fn,
-              steps_per_iteration, num_batches, batch_size, sequence_length,
-              jit_compile):
-  """The compiled collection, replay add, and add-then-sample functions."""
+              steps_per_iteration, num_batches, batch_size, sequence_length):
+  """The warm-up function and the learner's `data_fn` (graph code).
+
+  Returns:
+    `warm_up()`: collects E env steps and adds them to the replay.
+    `data_fn() -> (batches, context)`: the same, then samples the N batches
+    `[N, B, T+1, ...]` of a meta-step and reads the reward context.
+  """
   chunk = rollout_lib.RolloutBuffer(policy.trajectory_spec,
                                     steps_per_iteration, 1)
   driver = dynamic_step_driver.DynamicStepDriver(
       env, policy, observers=[chunk], num_steps=steps_per_iteration)
 
-  def collect():
-    """E env steps into the chunk; updates the context and the stats."""
+  def collect_and_add():
+    """E env steps into the replay; updates the context and the stats."""
     eps = epsilon_fn()  # The epsilon that acts during this chunk.
     chunk.clear()
     driver.run()
@@ -308,26 +315,20 @@ def _data_fns(agent, env, policy, replay, context, stats, epsilon_fn,
     entropy = tf.reduce_mean(tfd.Categorical(probs=probs).entropy())
     context.update({'reward': traj.reward})
     stats.update({'reward': traj.reward}, entropy)
-
-  def add_chunk():
-    """Adds the chunk just collected to the replay."""
+    # One write, the same as E `add_batch` calls.
     replay.add_sequence(chunk.read())
 
-  def add_and_sample():
-    """Adds the chunk, then samples `[N, B, T+1, ...]` batches for a step."""
-    add_chunk()
+  def data_fn():
+    collect_and_add()
     traj, _ = replay.get_next(sample_batch_size=num_batches * batch_size,
                               num_steps=sequence_length + 1)
     batch = q_learning.batch_from_trajectory(traj)
-    return tf.nest.map_structure(
+    batches = tf.nest.map_structure(
         lambda t: tf.reshape(t, [num_batches, batch_size] +
                              t.shape.as_list()[1:]), batch)
+    return batches, context.value()
 
-  # Graph code throughout (the driver runs a tf.while_loop): AutoGraph would
-  # only add tracing time.
-  return (tf.function(collect, autograph=False, jit_compile=jit_compile),
-          tf.function(add_chunk, autograph=False),
-          tf.function(add_and_sample, autograph=False))
+  return collect_and_add, data_fn
 
 
 def _loop(iterate, learner, config, replay, stats, epsilon_fn,

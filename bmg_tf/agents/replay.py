@@ -6,12 +6,17 @@ not checkpointed, and a restarted process would start that stream afresh.
 `SeededUniformReplayBuffer` keeps TF-Agents' storage and valid windows and
 draws from a tracked `tf.random.Generator` instead, so a run killed and
 resumed samples exactly what an uninterrupted one does.
+
+`InGraphUniformReplayBuffer` is the same buffer without TF-Agents'
+`CriticalSection` around its write counter, which XLA cannot compile: with
+one writer and one reader in one graph, adds and samples can run inside an
+XLA-compiled collect-replay-learn loop.
 """
 
 import tensorflow as tf
 from tf_agents.replay_buffers import tf_uniform_replay_buffer
 
-__all__ = ['SeededUniformReplayBuffer']
+__all__ = ['InGraphUniformReplayBuffer', 'SeededUniformReplayBuffer']
 
 
 class SeededUniformReplayBuffer(
@@ -20,7 +25,8 @@ class SeededUniformReplayBuffer(
 
   Storage, `add_batch`, `num_frames`, `gather_all` and the set of valid
   windows are TF-Agents'. Only `get_next` differs: its sequence starts and
-  batch rows are drawn with `tf.random.stateless_uniform` from seeds made by
+  batch rows are drawn with `tf.random.stateless_uniform` (Philox, named:
+  'auto_select' would pick another algorithm under XLA) from seeds made by
   `self.generator` (a `tf.random.Generator`, tracked, so
   `tf.train.Checkpoint(replay=buffer)` saves the stream with the data).
   Supports `time_stacked=True` only (the default).
@@ -100,10 +106,10 @@ class SeededUniformReplayBuffer(
           seeds = self.generator.make_seeds(2)
           ids = tf.random.stateless_uniform(
               shape, seeds[:, 0], minval=min_id, maxval=max_id,
-              dtype=tf.int64)
+              dtype=tf.int64, alg='philox')
         offsets = tf.random.stateless_uniform(
             shape, seeds[:, 1], minval=0, maxval=self._batch_size,
-            dtype=tf.int64) * self._max_length
+            dtype=tf.int64, alg='philox') * self._max_length
         if num_steps is not None:
           ids = ids[..., None] + tf.range(steps, dtype=tf.int64)
           offsets = offsets[..., None]
@@ -114,3 +120,34 @@ class SeededUniformReplayBuffer(
             ids=self._id_table.read(rows),
             probabilities=tf.fill(shape, probability))
         return self._data_table.read(rows), info
+
+
+class InGraphUniformReplayBuffer(SeededUniformReplayBuffer):
+  """A `SeededUniformReplayBuffer` that XLA can compile.
+
+  TF-Agents guards the write counter `last_id` with a `tf.CriticalSection`,
+  so that several threads may add and sample concurrently. XLA cannot
+  compile a critical section. This buffer reads and writes the counter
+  directly: its storage is plain variables (TF-Agents' `Table`s and the
+  counter), which `tf.function` orders by their automatic control
+  dependencies. Same storage, same windows, same sampling stream and same
+  checkpoint keys as `SeededUniformReplayBuffer` (a checkpoint of one
+  restores into the other).
+
+  The price is the thread safety: use it with one writer and one reader in
+  one graph (a training loop), not behind several concurrent datasets.
+  """
+
+  def _increment_last_id(self, increment=1):
+    with tf.name_scope('increment_last_id'):
+      return self._last_id.assign_add(increment).value()
+
+  def _get_last_id(self):
+    return self._last_id.value()
+
+  def _clear(self, clear_all_variables=False):
+    assignments = [self._last_id.assign(-1)]
+    if clear_all_variables:
+      assignments += [v.assign(tf.zeros_like(v)) for v in (
+          self._data_table.variables() + self._id_table.variables())]
+    return tf.group(*assignments, name='clear')

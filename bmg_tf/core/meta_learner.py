@@ -15,9 +15,13 @@ and applies the meta-gradient.
 
 With a `batch_fn` (data made in-graph, e.g. rollouts of an in-graph env),
 `steps_per_call=N` runs N meta-steps in a `tf.while_loop` inside one compiled
-call, reading the context from `context_fn` before each. The operations and
-their order are those of N calls, so the result is the same; only the
-per-call cost (dispatch, variable hand-over to XLA) is paid once per N.
+call, reading the context from `context_fn` before each. With a `data_fn`
+(`() -> (batches, context)`: e.g. collect env steps, add them to a replay
+buffer and sample the meta-step's batches), the same loop calls it at the
+start of each meta-step and hands its batches and context to the engine.
+The operations and their order are those of N calls, so the result is the
+same; only the per-call cost (dispatch, variable hand-over to XLA) is paid
+once per N.
 
 Distribution (`strategy`). Under a `tf.distribute.Strategy` (see
 `distribute.make_strategy`) the caller creates the learner's and the
@@ -106,6 +110,7 @@ class MetaLearner(tf.Module):
                strategy: Optional[tf.distribute.Strategy] = None,
                batch_axis: int = 2,
                carry_spec: Any = None,
+               data_fn: Optional[Callable[[], Any]] = None,
                name: str = 'meta_learner'):
     """Creates the meta-learner.
 
@@ -141,6 +146,12 @@ class MetaLearner(tf.Module):
         batch of a meta-step is the first of the next. Its storage,
         `carry`, is not tracked by the learner's checkpoint; a pipeline
         whose resumed runs must re-use it checkpoints it itself.
+      data_fn: optional `data_fn() -> (batches, context)`, run in-graph at
+        the start of each meta-step (after the previous one's updates):
+        `batches` a nest with a leading step axis, as `step(batches)` takes,
+        `context` the meta-parameters' context or None. When given, `step`
+        takes no arguments. Not with `batch_fn`, `context_fn`, `carry_spec`
+        or a multi-replica strategy. Traced like `batch_fn` (no autograph).
       name: module name.
 
     Raises:
@@ -168,9 +179,15 @@ class MetaLearner(tf.Module):
         not isinstance(steps_per_call, int) or steps_per_call < 1):
       raise ValueError(f'steps_per_call: must be an int >= 1, got '
                        f'{steps_per_call!r}.')
-    if steps_per_call > 1 and batch_fn is None:
-      raise ValueError('steps_per_call: > 1 needs a batch_fn (the batches '
-                       'of later meta-steps are made in-graph).')
+    if steps_per_call > 1 and batch_fn is None and data_fn is None:
+      raise ValueError('steps_per_call: > 1 needs a batch_fn or a data_fn '
+                       '(the batches of later meta-steps are made in-graph).')
+    if data_fn is not None:
+      for arg, value in (('batch_fn', batch_fn), ('context_fn', context_fn),
+                         ('carry_spec', carry_spec)):
+        if value is not None:
+          raise ValueError(f'{arg}: not with a data_fn (it makes the '
+                           f'batches and the context).')
     if (isinstance(batch_axis, bool) or not isinstance(batch_axis, int) or
         batch_axis < 1):
       raise ValueError(f'batch_axis: must be an int >= 1 (axis 0 indexes '
@@ -182,6 +199,9 @@ class MetaLearner(tf.Module):
     distributed = (strategy is not None and
                    not distribute_lib.is_default_strategy(strategy))
     replicas = strategy.num_replicas_in_sync if distributed else 1
+    if distributed and data_fn is not None:
+      raise ValueError('data_fn: not under a multi-replica strategy (give '
+                       'each replica its shard with a batch_fn).')
     if distributed:
       distribute_lib.check_learner_strategy(
           strategy, config, jit_compile, learner_params, meta_parameters,
@@ -204,6 +224,7 @@ class MetaLearner(tf.Module):
       batch_fn = carry_lib.carried_batch_fn(batch_fn, self._py.carry,
                                             config.batches_per_step - 1)
     self._py.batch_fn = batch_fn
+    self._py.data_fn = data_fn
     self._py.context_fn = context_fn
     self._py.steps_per_call = steps_per_call
     self._py.jit_compile = bool(jit_compile)
@@ -343,19 +364,29 @@ class MetaLearner(tf.Module):
   def _steps(self, batches=None, context=None) -> Dict[str, tf.Tensor]:
     """`steps_per_call` meta-steps; the metrics of the last."""
     py = self._py
-    if py.context_fn is not None:
+    if py.context_fn is not None or py.data_fn is not None:
       if context is not None:
-        raise ValueError('context: must be None when a context_fn is set.')
-    if py.steps_per_call == 1:
+        raise ValueError('context: must be None when a context_fn or a '
+                         'data_fn is set.')
+    if py.data_fn is not None and batches is not None:
+      raise ValueError('batches: must be None when a data_fn is set.')
+
+    def one_step(batches):
+      if py.data_fn is not None:
+        batches, made_context = py.data_fn()
+        return self._step(batches, made_context)
       return self._step(batches, self._context(context))
+
+    if py.steps_per_call == 1:
+      return one_step(batches)
     # The metrics' structure, from a trace that is never run.
-    spec = tf.function(self._step).get_concrete_function(
-        None, self._context(context)).structured_outputs
+    spec = tf.function(lambda: one_step(None), autograph=False
+                       ).get_concrete_function().structured_outputs
     zeros = tf.nest.map_structure(lambda t: tf.zeros(t.shape, t.dtype), spec)
 
     def body(i, metrics):
       del metrics
-      return i + 1, self._step(None, self._context(context))
+      return i + 1, one_step(None)
 
     _, metrics = tf.while_loop(
         lambda i, _: i < py.steps_per_call, body, (tf.constant(0), zeros),
@@ -377,11 +408,12 @@ class MetaLearner(tf.Module):
 
     Args:
       batches: nest of tensors whose leading axis indexes the steps
-        (`config.batches_per_step` of them), or None with a `batch_fn`.
+        (`config.batches_per_step` of them), or None with a `batch_fn` or
+        a `data_fn`.
         Under a multi-replica strategy, the global batch: every leaf is split
         into equal shards along `batch_axis`.
       context: the meta-parameters' context `[C]`, if any (None when a
-        `context_fn` was given).
+        `context_fn` or a `data_fn` was given).
 
     Returns:
       dict of float32 scalar metrics of the last meta-step: 'meta_loss',
@@ -393,13 +425,14 @@ class MetaLearner(tf.Module):
         whose batch axis does not split into equal shards.
     """
     carry = self._py.carry
-    if self._py.batch_fn is None:
+    if self._py.batch_fn is None and self._py.data_fn is None:
       if carry is not None:
         batches = carry.prepend(batches)
       distribute_lib.check_batches(batches, self._py.replicas,
                                    self._py.batch_axis)
     metrics = self._compiled_step(batches, context)
-    if self._py.batch_fn is None and carry is not None:
+    if (self._py.batch_fn is None and self._py.data_fn is None and
+        carry is not None):
       carry.write(tf.nest.map_structure(lambda b: b[-1], batches))
     return metrics
 

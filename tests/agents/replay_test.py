@@ -7,6 +7,7 @@ os.environ['TF_USE_LEGACY_KERAS'] = '1'
 import numpy as np  # pylint: disable=g-import-not-at-top
 import pytest
 import tensorflow as tf
+from tf_agents.replay_buffers import tf_uniform_replay_buffer
 from tf_agents.specs import tensor_spec
 
 from bmg_tf.agents import replay
@@ -62,3 +63,69 @@ def test_add_sequence_equals_one_add_batch_per_step():
   with pytest.raises(ValueError, match='time length'):
     chunked.add_sequence({'obs': tf.zeros([11, 2, 3]),
                           'n': tf.zeros([11, 2], tf.int64)})
+
+
+def _items(rng, steps, batch):
+  return {'obs': rng.normal(size=(steps, batch, 3)).astype(np.float32),
+          'n': rng.integers(0, 100, size=(steps, batch))}
+
+
+def test_in_graph_buffer_stores_what_tf_agents_stores():
+  spec = {'obs': tensor_spec.TensorSpec([3], tf.float32),
+          'n': tensor_spec.TensorSpec([], tf.int64)}
+  ours = replay.InGraphUniformReplayBuffer(spec, batch_size=2,
+                                           max_length=10, seed=1)
+  theirs = tf_uniform_replay_buffer.TFUniformReplayBuffer(
+      spec, batch_size=2, max_length=10)
+  rng = np.random.default_rng(0)
+  add = tf.function(lambda items: ours.add_sequence(items) and None,
+                    jit_compile=True, autograph=False)
+  for e in (4, 7, 10, 3):  # Wraps around the capacity twice.
+    items = _items(rng, e, 2)
+    add(tf.nest.map_structure(tf.constant, items))
+    for t in range(e):
+      theirs.add_batch({k: tf.constant(v[t]) for k, v in items.items()})
+  assert int(ours.num_frames()) == int(theirs.num_frames()) == 20
+  assert len(ours.variables()) == len(theirs.variables())
+  for a, b in zip(ours.variables(), theirs.variables()):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+  np.testing.assert_array_equal(ours.gather_all()['n'],
+                                theirs.gather_all()['n'])
+  # TF-Agents' own sampler draws only windows ours can draw, and vice versa.
+  windows = lambda b: {tuple(w) for w in b.get_next(
+      sample_batch_size=2000, num_steps=3)[0]['n'].numpy()}
+  assert windows(ours) == windows(theirs)
+  ours.clear()
+  assert int(ours.num_frames()) == 0
+
+
+def test_in_graph_buffer_compiles_and_samples_as_the_seeded_buffer(tmp_path):
+  spec = {'obs': tensor_spec.TensorSpec([3], tf.float32),
+          'n': tensor_spec.TensorSpec([], tf.int64)}
+  ours = replay.InGraphUniformReplayBuffer(spec, batch_size=1,
+                                           max_length=12, seed=5)
+  seeded = replay.SeededUniformReplayBuffer(spec, batch_size=1,
+                                            max_length=12, seed=5)
+
+  def add_then_sample(buffer, items):
+    buffer.add_sequence(items)
+    return buffer.get_next(sample_batch_size=6, num_steps=4)[0]
+
+  compiled = tf.function(lambda items: add_then_sample(ours, items),
+                         jit_compile=True, autograph=False)
+  plain = tf.function(lambda items: add_then_sample(seeded, items),
+                      autograph=False)
+  rng = np.random.default_rng(3)
+  for e in (5, 5, 9, 5):
+    items = tf.nest.map_structure(tf.constant, _items(rng, e, 1))
+    a, b = compiled(items), plain(items)
+    for x, y in zip(tf.nest.flatten(a), tf.nest.flatten(b)):
+      np.testing.assert_array_equal(x.numpy(), y.numpy())
+  # The same checkpoint keys: a checkpoint of one restores into the other.
+  path = tf.train.Checkpoint(replay=ours).save(str(tmp_path / 'ckpt'))
+  fresh = replay.SeededUniformReplayBuffer(spec, batch_size=1,
+                                           max_length=12, seed=0)
+  tf.train.Checkpoint(replay=fresh).restore(path).assert_consumed()
+  np.testing.assert_array_equal(
+      fresh.get_next(sample_batch_size=6, num_steps=4)[0]['n'],
+      ours.get_next(sample_batch_size=6, num_steps=4)[0]['n'])
