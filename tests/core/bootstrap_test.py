@@ -566,6 +566,86 @@ class MetaLearnerTest(parameterized.TestCase, tf.test.TestCase):
     fresh, _ = self._stream_learner(1, jit_compile)
     self.assertNotAllClose(fresh.meta_variables[0], three.meta_variables[0])
 
+  def _data_fn_learner(self, steps_per_call, jit_compile=False,
+                       use_data_fn=True):
+    """BMG fed by a `data_fn`: each meta-step draws its stacked batches and
+    updates the context from them, in-graph (as the Q pipeline's collect,
+    replay add and sample do). Without `use_data_fn`, the same learner
+    taking the batches and the context as `step` arguments, plus the
+    function that makes them."""
+    params, _ = _regression_problem(seed=3)
+    variables = [tf.Variable(p) for p in params]
+    gen = tf.random.Generator.from_seed(5)
+    w_true = tf.constant(np.random.RandomState(6).normal(size=[3, 1]), F64)
+    context = tf.Variable(tf.zeros([2], F64))
+    config = bootstrap.BootstrapConfig(method='bmg', k_steps=2, l_steps=3)
+    n = config.batches_per_step
+
+    def data_fn():
+      x = gen.normal([n, 8, 3], dtype=F64)
+      context.assign(tf.stack([tf.reduce_mean(x), context[0]]))
+      return {'x': x, 'y': tf.einsum('nbi,io->nbo', x, w_true)}, (
+          context.read_value())
+
+    meta = meta_params.MetaParameters(
+        {'weight_decay': meta_params.MetaParameter(0.2, 'sigmoid', dtype=F64,
+                                                   name='wd')},
+        contextual=meta_params.ContextualMetaParameters(
+            2, {'learning_rate': 0.05}, hidden_sizes=(4,), seed=1,
+            dtype=F64, transforms={'learning_rate': 'exp'}))
+    learner = meta_learner_lib.MetaLearner(
+        variables, meta, _regression_objectives(), config,
+        optimizers.SGD(learning_rate=0.1),
+        meta_optimizer=meta_params.MetaOptimizer(learning_rate=0.01),
+        jit_compile=jit_compile, steps_per_call=steps_per_call,
+        data_fn=data_fn if use_data_fn else None)
+    return learner, context, data_fn
+
+  @parameterized.parameters(False, True)
+  def test_data_fn_equals_passing_its_batches(self, jit_compile):
+    fed, ctx_fed, _ = self._data_fn_learner(1, jit_compile)
+    looped, ctx_looped, _ = self._data_fn_learner(3, jit_compile)
+    given, ctx_given, make = self._data_fn_learner(
+        1, jit_compile, use_data_fn=False)
+    # Made in a function compiled as the step is (XLA draws its own normals).
+    make = tf.function(make, autograph=False, jit_compile=jit_compile)
+    for _ in range(6):
+      last_fed = fed.step()
+      batches, context = make()
+      last_given = given.step(batches, context)
+    for _ in range(2):
+      last_looped = looped.step()
+    for learner in (fed, looped, given):
+      self.assertEqual(int(learner.train_step_counter), 6)
+    self.assertAllClose(ctx_fed, ctx_given, rtol=1e-12)
+    self.assertAllClose(ctx_fed, ctx_looped, rtol=1e-12)
+    for a, b, c in zip(fed.variables, looped.variables, given.variables):
+      self.assertAllClose(a, b, rtol=1e-6, atol=1e-12)
+      self.assertAllClose(a, c, rtol=1e-6, atol=1e-12)
+    self.assertAllClose(last_fed['meta_loss'], last_looped['meta_loss'],
+                        rtol=1e-6)
+    self.assertAllClose(last_fed['meta_loss'], last_given['meta_loss'],
+                        rtol=1e-6)
+    fresh, _, _ = self._data_fn_learner(1, jit_compile)
+    self.assertNotAllClose(fresh.meta_variables[0], looped.meta_variables[0])
+
+  def test_data_fn_bad_input(self):
+    learner, _, data_fn = self._data_fn_learner(1)
+    batches, context = data_fn()
+    with self.assertRaisesRegex(ValueError, 'batches: must be None'):
+      learner.step(batches)
+    with self.assertRaisesRegex(ValueError, 'context: must be None'):
+      learner.step(context=context)
+    params, _ = _regression_problem(seed=3)
+    args = ([tf.Variable(p) for p in params], _regression_meta(),
+            _regression_objectives(), bootstrap.BootstrapConfig(method='mg'),
+            optimizers.SGD(learning_rate=0.1))
+    for name, kwargs in (('batch_fn', dict(batch_fn=lambda i, p: None)),
+                         ('context_fn', dict(context_fn=lambda: None)),
+                         ('carry_spec', dict(carry_spec=tf.TensorSpec([1])))):
+      with self.assertRaisesRegex(ValueError, f'{name}: not with a data_fn'):
+        meta_learner_lib.MetaLearner(*args, data_fn=data_fn, **kwargs)
+
   def test_steps_per_call_bad_input(self):
     params, _ = _regression_problem(seed=3)
     variables = [tf.Variable(p) for p in params]
@@ -576,7 +656,7 @@ class MetaLearnerTest(parameterized.TestCase, tf.test.TestCase):
       with self.assertRaisesRegex(ValueError, 'steps_per_call'):
         meta_learner_lib.MetaLearner(*args, steps_per_call=bad,
                                      batch_fn=lambda i, p: None)
-    with self.assertRaisesRegex(ValueError, 'steps_per_call.*batch_fn'):
+    with self.assertRaisesRegex(ValueError, 'steps_per_call.*data_fn'):
       meta_learner_lib.MetaLearner(*args, steps_per_call=2)
 
 

@@ -36,6 +36,7 @@ OBJECTS = [f'BootstrapConfig.l_steps = {L_STEPS}', 'QLearner.hidden_sizes = (16,
            'MetaLearner.jit_compile = False']
 SMALL = [f'two_colors_q.build.{k} = {v!r}' for k, v in TINY.items()] + [
     *OBJECTS,
+    'MetaLearner.steps_per_call = 2',
     'two_colors_q.build.log_every = 300',
     'two_colors_q.build.checkpoint_every = 300',
 ]
@@ -109,7 +110,8 @@ def test_bmg_run_moves_epsilon_and_fills_the_replay(whole_run):
   root, result = whole_run
   steps_per_iteration = round((L_STEPS - 1) / TINY['replay_ratio'])
   assert result['env_steps_per_iteration'] == steps_per_iteration
-  assert BUDGET <= result['env_steps'] < BUDGET + steps_per_iteration
+  # Two meta-steps (iterations) per compiled call.
+  assert BUDGET <= result['env_steps'] < BUDGET + 2 * steps_per_iteration
   # The replay holds every collected frame, up to its capacity.
   assert CAPACITY < BUDGET
   assert result['replay_frames'] == min(result['env_steps'], CAPACITY)
@@ -178,6 +180,45 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path,
   assert [r['env_steps'] for r in history] == [
       r['env_steps'] for r in json.loads(
           (whole / 'result.json').read_text())['history']]
+
+
+def _in_process(root, bindings):
+  gin.clear_config()
+  try:
+    gin.parse_config_files_and_bindings([BMG_GIN], bindings)
+    result = experiment.run(root_dir=str(root))
+  finally:
+    gin.clear_config()
+  return result, _checkpoint_values(root)
+
+
+@pytest.mark.parametrize('jit_compile', [False, True])
+def test_one_call_loop_equals_one_iteration_per_call(tmp_path, jit_compile):
+  """`steps_per_call` iterations (collect, replay add, sample, meta-step)
+  in one compiled call end where as many separate calls do."""
+  steps_per_iteration = round((L_STEPS - 1) / TINY['replay_ratio'])
+  # Warm-up, then five calls of four iterations.
+  budget = TINY['min_replay_size'] + 20 * steps_per_iteration
+  common = [b for b in SMALL if 'steps_per_call' not in b and
+            'jit_compile' not in b] + [
+                f'two_colors_q.build.num_env_steps = {budget}',
+                'two_colors_q.build.export = False',
+                f'MetaLearner.jit_compile = {jit_compile}']
+  one, one_ckpt = _in_process(tmp_path / 'one', common + [
+      'MetaLearner.steps_per_call = 1'])
+  four, four_ckpt = _in_process(tmp_path / 'four', common + [
+      'MetaLearner.steps_per_call = 4'])
+  assert one['env_steps'] == four['env_steps'] == budget
+  assert one['learner_updates'] == four['learner_updates'] == 20 * (
+      L_STEPS - 1)
+  assert one['reward_per_step'] == four['reward_per_step']
+  assert one['epsilon'] == four['epsilon'] and one['epsilon'] != 0.1
+  del one_ckpt['save_counter/.ATTRIBUTES/VARIABLE_VALUE']
+  del four_ckpt['save_counter/.ATTRIBUTES/VARIABLE_VALUE']
+  assert one_ckpt.keys() == four_ckpt.keys()
+  for name in one_ckpt:
+    np.testing.assert_array_equal(one_ckpt[name], four_ckpt[name],
+                                  err_msg=name)
 
 
 _FRESH = textwrap.dedent('''
