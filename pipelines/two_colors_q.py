@@ -6,15 +6,20 @@ BMG_SPEC section 2.2. `build` (gin-configurable) wires:
   epsilon-greedy `FunctionalPolicy` of a `QLearner` -> observer: a
   `RolloutBuffer` holding the chunk of E steps just collected (it also feeds
   the reward context and the stats) -> `add_sequence` of the chunk into a
-  `TFUniformReplayBuffer` (`replay.SeededUniformReplayBuffer`) ->
+  TF-Agents uniform replay buffer (`replay.InGraphUniformReplayBuffer`) ->
   `get_next(sample_batch_size=N*B, num_steps=T+1)` -> the MetaLearner's
-  compiled step (optionally XLA) on a nest of N batches `[N, B, T+1, ...]`.
+  engine on a nest of N batches `[N, B, T+1, ...]`.
 
-Three compiled calls per iteration. Collection (env, policy, chunk, context
-and stats) is compiled with `jit_compile` like the learner step. The replay
-buffer uses a `CriticalSection`, which XLA cannot compile, so adding the
-chunk and sampling run in a plain `tf.function`; the chunk goes in with one
-write, the same as E `add_batch` calls.
+One compiled call. All of it, collection included, is the MetaLearner's
+`data_fn`: each call of `learner.step()` runs `MetaLearner.steps_per_call`
+iterations (collect, replay add, sample, meta-step) in one `tf.while_loop`,
+compiled with XLA when `MetaLearner.jit_compile` is set. The replay buffer
+is TF-Agents' `TFUniformReplayBuffer` without its `CriticalSection` (which
+XLA cannot compile), so it runs inside the compiled loop; the chunk goes in
+with one write, the same as E `add_batch` calls. Results equal those of one
+call per iteration, bit for bit, with and without XLA
+(tests/pipelines/two_colors_q_test.py). Warm-up iterations (below
+`min_replay_size`) collect and add in a compiled call of their own.
 
 One iteration = collect `E` env steps, sample N batches, one learner step:
 
@@ -48,9 +53,8 @@ chunks))`.
 Replay sampling. TF-Agents' `TFUniformReplayBuffer.get_next` draws its
 indices with the stateful `tf.random.uniform` op, whose state lives in the
 op's kernel: it is not checkpointed, and a restarted process would start that
-stream afresh. `bmg_tf.agents.replay.SeededUniformReplayBuffer` is the
-same buffer (same storage,
-same valid windows) whose `get_next` draws from a checkpointed
+stream afresh. The pipeline's buffer (`bmg_tf.agents.replay`) has the same
+storage and valid windows, and its `get_next` draws from a checkpointed
 `tf.random.Generator`, so a run killed and resumed ends exactly where an
 uninterrupted one does.
 
@@ -61,9 +65,9 @@ the model); `meta_parameters` maps a context `[B, C]` to epsilon `[B]`
 (contextual), returns the scalar epsilon (non-contextual BMG), or is absent
 ('fixed').
 
-The budget `num_env_steps` is checked between iterations, so a run may
-overshoot it by less than E env steps; the checks for non-finite metrics run
-at every log.
+The budget `num_env_steps` is checked between calls, so a run may overshoot
+it by less than E * `steps_per_call` env steps; the checks for non-finite
+metrics run after every call.
 """
 
 import os
@@ -147,8 +151,8 @@ def build(env_name: str = 'TwoColors',
   scopes `inner` (the learner's Adam; 1e-3, the Keras default, is our
   choice: the appendix with the paper's value was not available) and
   `target` (BMG's target step, with its own state), `MetaOptimizer` and
-  `MetaLearner` (jit_compile: the learner step and the collection; the
-  replay's add and sample never are).
+  `MetaLearner` (jit_compile: the whole iteration; steps_per_call:
+  iterations per compiled call).
 
   Args:
     env_name: 'TwoColors'.
