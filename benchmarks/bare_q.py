@@ -163,17 +163,18 @@ def _bare_worker(xla, steps, window):
             for k, v in buffer.items()}
 
   def td_grads(params, batch):
-    q_next = tf.reduce_max(mlp(params, batch['obs']), -1)  # [B, T+1]
-    ret, returns = q_next[:, T], []
-    for t in reversed(range(T)):
-      ret = batch['rew'][:, t] + GAMMA * ((1 - LAMBDA) * q_next[:, t + 1] +
-                                          LAMBDA * ret)
-      returns.append(ret)
-    targets = tf.stop_gradient(tf.stack(returns[::-1], 1))  # [B, T]
+    """One forward pass on `[B, T+1]`: targets from its stopped values."""
     with tf.GradientTape(watch_accessed_variables=False) as tape:
       tape.watch(params)
-      q = tf.gather(mlp(params, batch['obs'][:, :T]), batch['act'][:, :T],
-                    batch_dims=2)
+      q_all = mlp(params, batch['obs'])  # [B, T+1, 4]
+      q_next = tf.reduce_max(tf.stop_gradient(q_all), -1)  # [B, T+1]
+      ret, returns = q_next[:, T], []
+      for t in reversed(range(T)):
+        ret = batch['rew'][:, t] + GAMMA * (
+            (1 - LAMBDA) * q_next[:, t + 1] + LAMBDA * ret)
+        returns.append(ret)
+      targets = tf.stack(returns[::-1], 1)  # [B, T]
+      q = tf.gather(q_all[:, :T], batch['act'][:, :T], batch_dims=2)
       loss = 0.5 * tf.reduce_mean(tf.square(targets - q))
     return tape.gradient(loss, params)
 
@@ -266,13 +267,36 @@ def _pipeline_worker(xla, steps, window, steps_per_call, pieces):
       inner_optimizer=learner.inner_optimizer,
       target_optimizer=learner.target_optimizer, jit_compile=xla,
       steps_per_call=1)
+  # The machine's rate on the learner's dominant op: [512,256] x [256,256]
+  # matmuls (an update's hidden layer on B*T*2 rows), 64 per call.
+  a = tf.random.normal([512, 256])
+  w = tf.Variable(tf.random.normal([256, 256]) * 0.06)
+  matmuls = tf.function(lambda: tf.while_loop(
+      lambda i, x: i < 64, lambda i, x: (i + 1, tf.tanh(x @ w)), (0, a))[1],
+                        jit_compile=xla, autograph=False)
+  rate, _ = _timed(lambda: matmuls(), 1, 200, 25)
+  gmacs = rate * 64 * 512 * 256 * 256 / 1e9
   timings = {}
   for name, fn in (('collect_and_replay_write', collect_and_add),
                    ('replay_sample', sample),
                    ('meta_step', lambda: engine.step(batches, context))):
     rate, _ = _timed(fn, 1, max(steps // (E * 4), 40), 20)
     timings[name] = 1e3 / rate  # ms per iteration.
-  print(json.dumps({'ms_per_iteration': timings}))
+  print(json.dumps({'ms_per_iteration': timings,
+                    'matmul_gmac_per_s': gmacs,
+                    'learner_gmac_per_iteration': _learner_macs() / 1e9}))
+
+
+def _learner_macs():
+  """Multiply-adds of one BMG iteration's learner work (2x256 Q-MLP).
+
+  Per Q-learning update (L-1 = 15 kept, 1 target step): a forward pass on
+  the B*T next states (targets), one on the B*T states, and a backward
+  pass worth two forward passes: 4 * B * T rows. The meta-loss adds two
+  forward passes on the target batch's B*T states.
+  """
+  per_row = 30 * 256 + 256 * 256 + 256 * 4
+  return per_row * B * T * (4 * N + 2)
 
 
 def _run(args):
@@ -329,6 +353,8 @@ def main():
                                  for r in runs['pieces'])
             for k in runs['pieces'][0]['ms_per_iteration']}
   total = sum(pieces.values())
+  gmacs = statistics.median(r['matmul_gmac_per_s'] for r in runs['pieces'])
+  learner_gmac = runs['pieces'][0]['learner_gmac_per_iteration']
   summary = {
       'xla': args.xla, 'rounds': args.rounds, 'steps': args.steps,
       'rates': rate, 'pipeline_over_bare_per_round': ratio,
@@ -336,6 +362,10 @@ def main():
       'pipeline_1_over_bare': statistics.median(ratio_1),
       'pieces_ms_per_iteration': pieces,
       'pieces_bound_env_steps_per_sec': E * 1e3 / total,
+      'matmul_gmac_per_s': gmacs,
+      'learner_gmac_per_iteration': learner_gmac,
+      'meta_step_gmac_per_s': learner_gmac / pieces['meta_step'] * 1e3,
+      'matmul_bound_env_steps_per_sec': E * gmacs / learner_gmac,
       'bare_finite': all(r['finite'] for r in runs['bare']),
   }
   lines = [
@@ -359,6 +389,14 @@ def main():
     lines.append(f'| {name} | {ms:.2f} | {ms / total:.0%} |')
   lines.append(f'| sum | {total:.2f} | {E * 1e3 / total:,.0f} env steps/s '
                'if nothing else cost anything |')
+  lines += [
+      '', f'The learner does {learner_gmac:.2f} G multiply-adds per iteration '
+      f'({learner_gmac / E * 1e3:.1f} M per env step); the meta-step runs '
+      f'them at {summary["meta_step_gmac_per_s"]:.0f} GMAC/s. Chained '
+      f'[512,256] x [256,256] matmuls alone run at {gmacs:.0f} GMAC/s here, '
+      f'which bounds this configuration at '
+      f'{summary["matmul_bound_env_steps_per_sec"]:,.0f} env steps/s even '
+      'if everything else were free.']
   text = '\n'.join(lines)
   print(text)
   os.makedirs(args.out, exist_ok=True)

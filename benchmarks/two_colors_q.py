@@ -1,26 +1,36 @@
 r"""Reproduction study: two-colours Q-learning, fixed vs BMG-learned epsilon.
 
     python benchmarks/two_colors_q.py                 # default: ~1 h on 2 cores
-    python benchmarks/two_colors_q.py --paper_scale   # 10M steps x 10 seeds
+    python benchmarks/two_colors_q.py --variants=fixed_0.1,fixed_0.3,\
+      fixed_0.5,bmg,bmg_step100,bmg_L32 --steps=500000 \
+      --out=results/two_colors_q_tuning                # tuning, seeds 0-2
+    python benchmarks/two_colors_q.py --variants=fixed_0.3,bmg \
+      --steps=10000000 --seeds=5 --first_seed=100 --log_every=50000 \
+      --out=results/two_colors_q_final                 # fresh seeds, 10M
     python benchmarks/two_colors_q.py --steps=20000 --seeds=1 --out=/tmp/q
 
-BMG_SPEC section 2.2: an epsilon-greedy Q(lambda) agent with epsilon fixed at
-0.01, 0.1 or 0.3, against epsilon meta-learned by BMG (contextual, K=0,
-L=16). Published (follow-up paper, 10M steps, its own scale): fixed 0.58,
-BMG 1.78 (1.93 with the reward context).
+BMG_SPEC section 2.2: an epsilon-greedy Q(lambda) agent with a fixed epsilon
+(`fixed_<eps>`, eps in 0.01, 0.1, 0.3, 0.5), against epsilon meta-learned by
+BMG (K=0): `bmg` (L=16, epsilon = sigmoid(MLP(mean reward of each of the
+last 10 collection chunks)), `bmg_step100` (the published context: the last
+100 single-step rewards), `bmg_L32` / `bmg_L128` (longer bootstrap, same
+updates per env step), `bmg_noctx` (one learned logit). Published
+(follow-up paper, 10M steps, its own scale): fixed 0.58, BMG 1.78 (1.93
+with the reward context).
 
 Each (variant, seed) is one `bmg-train` run of `gin/two_colors/q_<...>.gin`
 in its own subprocess, `--workers` at a time, under
 `<out>/runs/<variant>_s<seed>`. A complete run is not re-run and an
 interrupted one resumes from its checkpoint, so the study can be restarted.
-Defaults (3 seeds x 400k steps x 4 variants = 4.8M env steps, at roughly
-700-1000 env steps/s per worker with XLA) take about an hour on 2 cores.
 Writes to `<out>` (default `results/two_colors_q`):
 
-* `two_colors_q.json`: per run and per variant, the reward per step over the
-  whole run (the paper's "total return" divided by steps), its mean and
-  standard deviation across seeds, and the final epsilon;
-* `two_colors_q.md`: the table;
+* `two_colors_q.json`: per run (with its history) and per variant, the
+  reward per step over the whole run (the paper's "total return" divided by
+  steps), its mean, standard deviation and standard error across seeds, the
+  final epsilon, and the fraction of stalled log windows (|reward per
+  step| < 0.005: the agent collected next to nothing, e.g. it hides in a
+  corner after a flip, see docs/results/two_colors_q/);
+* `two_colors_q.md`: the tables, with BMG's epsilon response to flips;
 * `reward.png`: reward per step over time (mean over seeds, min-max band),
   flips marked;
 * `epsilon.png`: epsilon over time, one line per BMG seed, fixed values
@@ -42,11 +52,26 @@ GIN_DIR = os.path.join(REPO, 'gin', 'two_colors')
 VARIANTS = {
     f'fixed_{eps}': ('q_fixed_eps.gin',
                      [f'two_colors_q.build.epsilon = {eps}'])
-    for eps in (0.01, 0.1, 0.3)
+    for eps in (0.01, 0.1, 0.3, 0.5)
 }
 VARIANTS['bmg'] = ('q_bmg_eps.gin', [])
+# The published set-up's context: the last 100 single-step rewards.
+VARIANTS['bmg_step100'] = ('q_bmg_eps.gin', [
+    "RewardContext.granularity = 'step'", 'RewardContext.window = 100'])
+for _l in (32, 128):
+  # Same updates per env step: E = (L - 1) / replay_ratio.
+  VARIANTS[f'bmg_L{_l}'] = ('q_bmg_eps.gin', [
+      f'BootstrapConfig.l_steps = {_l}'])
+VARIANTS['bmg_noctx'] = ('q_bmg_eps.gin', [
+    'two_colors_q.build.contextual = False'])
 COLOURS = {'fixed_0.01': 'tab:olive', 'fixed_0.1': 'tab:gray',
-           'fixed_0.3': 'tab:brown', 'bmg': 'tab:red'}
+           'fixed_0.3': 'tab:brown', 'fixed_0.5': 'tab:pink',
+           'bmg': 'tab:red', 'bmg_step100': 'tab:purple',
+           'bmg_L32': 'tab:orange', 'bmg_L128': 'tab:cyan',
+           'bmg_noctx': 'tab:green'}
+# A window whose |reward per step| is below this collected next to nothing
+# net: the agent hides (e.g. in a corner after a flip) or cancels out.
+STALLED = 0.005
 
 
 def _run_one(variant, seed, args):
@@ -81,7 +106,7 @@ def _flip_response(results, args):
   rows = []
   half = args.flip_period // 2
   for r in sorted(results, key=lambda r: r['seed']):
-    if r['variant'] != 'bmg':
+    if not r['variant'].startswith('bmg'):
       continue
     history = r['history']
     for at in range(half, args.steps, half):
@@ -90,7 +115,7 @@ def _flip_response(results, args):
       after = [h['epsilon'] for h in history
                if at < h['env_steps'] <= at + FLIP_AFTER]
       if before and after:
-        rows.append({'seed': r['seed'], 'at': at,
+        rows.append({'variant': r['variant'], 'seed': r['seed'], 'at': at,
                      'kind': 'flip' if at % args.flip_period == 0 else 'mid',
                      'before': sum(before) / len(before),
                      'max_after': max(after)})
@@ -133,10 +158,10 @@ def _plots(results, args):
     steps, values = _curves(results, variant, 'epsilon')
     if steps is None:
       continue
-    if variant == 'bmg':
+    if variant.startswith('bmg'):
       for i, v in enumerate(values):
         ax.plot(steps, v, color=COLOURS[variant], lw=0.8, alpha=0.8,
-                label='BMG' if i == 0 else None)
+                label=variant if i == 0 else None)
     else:
       ax.plot(steps, values[0], color=COLOURS[variant], lw=0.8, ls='--',
               label=variant)
@@ -173,6 +198,9 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--variants', default=','.join(VARIANTS))
   parser.add_argument('--seeds', type=int, default=3)
+  parser.add_argument('--first_seed', type=int, default=0,
+                      help='seeds first_seed .. first_seed + seeds - 1 '
+                      '(tune on 0-2, report on seeds no tuning run used)')
   parser.add_argument('--steps', type=int, default=400_000)
   parser.add_argument('--flip_period', type=int, default=100_000)
   parser.add_argument('--log_every', type=int, default=10_000)
@@ -197,7 +225,8 @@ def main():
     parser.error('--seeds/--steps: must be positive')
   args.out = os.path.abspath(args.out)
   os.makedirs(args.out, exist_ok=True)
-  jobs = [(v, s) for s in range(args.seeds) for v in args.variants]
+  seeds = range(args.first_seed, args.first_seed + args.seeds)
+  jobs = [(v, s) for s in seeds for v in args.variants]
 
   def report(v, s, r):
     rate = (f', {r["env_steps"] / r["wall_seconds"]:.0f} env steps/s '
@@ -207,24 +236,33 @@ def main():
 
   results = study.run_all(jobs, lambda v, s: _run_one(v, s, args),
                           args.workers, report)
-  summary = {'steps': args.steps, 'seeds': args.seeds,
-             'flip_period': args.flip_period, 'variants': {}, 'runs': []}
-  lines = ['| variant | reward/step (mean) | std over seeds | seeds | steps | '
-           'final epsilon (mean) |', '|---|---|---|---|---|---|']
+  summary = {'steps': args.steps, 'seeds': list(seeds),
+             'flip_period': args.flip_period, 'variants': {}, 'runs': [],
+             'stalled_threshold': STALLED}
+  lines = ['| variant | reward/step (mean) | s.e. | seeds | steps | '
+           'final epsilon (mean) | stalled windows | per seed |',
+           '|---|---|---|---|---|---|---|---|']
   for variant in args.variants:
-    rs = [r for r in results if r['variant'] == variant]
+    rs = sorted((r for r in results if r['variant'] == variant),
+                key=lambda r: r['seed'])
     mean, std = study.stats([r['reward_per_step'] for r in rs])
     eps, _ = study.stats([r['epsilon'] for r in rs])
+    rows = [h for r in rs for h in r['history']]
+    stalled = (sum(abs(h['reward_per_step']) < STALLED for h in rows) /
+               max(1, len(rows)))
     summary['variants'][variant] = {
         'reward_per_step_mean': mean, 'reward_per_step_std': std,
+        'reward_per_step_se': std / len(rs)**0.5,
         'per_seed': [r['reward_per_step'] for r in rs],
-        'final_epsilon_mean': eps}
-    lines.append(f'| {variant} | {mean:.4f} | {std:.4f} | {len(rs)} | '
-                 f'{args.steps:,} | {eps:.3f} |')
+        'final_epsilon_mean': eps, 'stalled_window_fraction': stalled}
+    per_seed = ', '.join(f'{r["reward_per_step"]:.3f}' for r in rs)
+    lines.append(f'| {variant} | {mean:.4f} | {std / len(rs)**0.5:.4f} | '
+                 f'{len(rs)} | {args.steps:,} | {eps:.3f} | {stalled:.0%} | '
+                 f'{per_seed} |')
   for r in sorted(results, key=lambda r: (r['variant'], r['seed'])):
     summary['runs'].append({k: r[k] for k in (
         'variant', 'seed', 'env_steps', 'reward_per_step', 'epsilon',
-        'wall_seconds')})
+        'wall_seconds', 'history')})
   ranked = sorted(args.variants,
                   key=lambda v: -summary['variants'][v]['reward_per_step_mean'])
   summary['ranking'] = ranked
@@ -235,21 +273,24 @@ def main():
               'half-way between flips (mean over the '
               f'{FLIP_BEFORE:,} steps before, max over the {FLIP_AFTER:,} '
               'after):', '',
-              '| seed | at step | kind | epsilon before | max after | ratio |',
-              '|---|---|---|---|---|---|']
+              '| variant | seed | at step | kind | epsilon before | max after '
+              '| ratio |', '|---|---|---|---|---|---|---|']
     for row in flips:
-      lines.append(f"| {row['seed']} | {row['at']:,} | {row['kind']} | "
+      lines.append(f"| {row['variant']} | {row['seed']} | {row['at']:,} | "
+                   f"{row['kind']} | "
                    f"{row['before']:.3f} | {row['max_after']:.3f} | "
                    f"{row['max_after'] / row['before']:.2f} |")
-    for kind in ('flip', 'mid'):
-      sel = [r for r in flips if r['kind'] == kind]
-      if sel:
-        ratios = sorted(r['max_after'] / r['before'] for r in sel)
-        rose = sum(r > 1.5 for r in ratios)
-        lines.append(f'\n{kind}: max-after / before ratio from '
-                     f'{ratios[0]:.2f} to {ratios[-1]:.2f} (median '
-                     f'{ratios[len(ratios) // 2]:.2f}); above 1.5 in {rose} '
-                     f'of {len(sel)}.')
+    for variant in sorted({r['variant'] for r in flips}):
+      for kind in ('flip', 'mid'):
+        sel = [r for r in flips if r['kind'] == kind and
+               r['variant'] == variant]
+        if sel:
+          ratios = sorted(r['max_after'] / r['before'] for r in sel)
+          rose = sum(r > 1.5 for r in ratios)
+          lines.append(f'\n{variant}, {kind}: max-after / before ratio '
+                       f'from {ratios[0]:.2f} to {ratios[-1]:.2f} (median '
+                       f'{ratios[len(ratios) // 2]:.2f}); above 1.5 in '
+                       f'{rose} of {len(sel)}.')
   with open(os.path.join(args.out, 'two_colors_q.json'), 'w') as f:
     json.dump(summary, f, indent=2)
   table = '\n'.join(lines)
