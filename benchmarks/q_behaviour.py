@@ -1,6 +1,7 @@
 r"""What a trained two-colours Q-agent does: does it hide after a flip?
 
     python benchmarks/q_behaviour.py RUN_DIR [RUN_DIR ...] [--chunks=100]
+    python benchmarks/q_behaviour.py RUN_DIR ... --plot=OUT.png  # + curves
 
 For each run directory of `pipelines.two_colors_q` (a `bmg-train` root with
 `operative_config.gin` and `checkpoints/`), rebuilds the experiment from its
@@ -23,6 +24,10 @@ A run that ends in the deadlock documented in docs/results/two_colors_q/
 and nothing is ever collected again, so the data never shows that the
 avoided colour now pays +1) reads reward 0, top cell share near 1 and
 frozen share near 1.
+
+`--plot=OUT.png` also draws each run's logged reward per step
+(`history.jsonl`) against env steps, flips marked every
+`--flip_period` steps, and writes the curves beside it as JSON.
 """
 
 import argparse
@@ -81,14 +86,44 @@ def behaviour(root, chunks):
   }
 
 
+def plot(roots, path, flip_period):
+  """Reward per step of each run's history; curves as JSON beside."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  curves = {}
+  fig, ax = plt.subplots(figsize=(10, 4))
+  for root in roots:
+    with open(os.path.join(root, 'history.jsonl')) as f:
+      rows = [json.loads(line) for line in f if line.strip()]
+    name = os.path.basename(os.path.normpath(root))
+    curves[name] = [[r['env_steps'], r['reward_per_step']] for r in rows]
+    ax.plot(*zip(*curves[name]), label=name, lw=1)
+  last = max(c[-1][0] for c in curves.values())
+  for x in range(flip_period, int(last) + 1, flip_period):
+    ax.axvline(x, color='k', lw=0.3)
+  ax.set_xlabel('env steps')
+  ax.set_ylabel('reward per step (log window)')
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  with open(os.path.splitext(path)[0] + '.json', 'w') as f:
+    json.dump(curves, f)
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('runs', nargs='+')
   parser.add_argument('--chunks', type=int, default=100)
+  parser.add_argument('--plot', default='')
+  parser.add_argument('--flip_period', type=int, default=100_000)
   args = parser.parse_args()
   for root in args.runs:
     print(json.dumps(behaviour(os.path.abspath(root), args.chunks)),
           flush=True)
+  if args.plot:
+    plot(args.runs, args.plot, args.flip_period)
 
 
 if __name__ == '__main__':
