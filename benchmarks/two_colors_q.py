@@ -9,14 +9,14 @@ r"""Reproduction study: two-colours Q-learning, fixed vs BMG-learned epsilon.
       --out=results/two_colors_q_final                 # fresh seeds, 10M
     python benchmarks/two_colors_q.py --steps=20000 --seeds=1 --out=/tmp/q
 
-BMG_SPEC section 2.2: an epsilon-greedy Q(lambda) agent with a fixed epsilon
-(`fixed_<eps>`, eps in 0.01, 0.1, 0.3, 0.5), against epsilon meta-learned by
-BMG (K=0): `bmg` (L=16, epsilon = sigmoid(MLP(mean reward of each of the
-last 10 collection chunks)), `bmg_step100` (the published context: the last
-100 single-step rewards), `bmg_L32` / `bmg_L128` (longer bootstrap, same
-updates per env step), `bmg_noctx` (one learned logit). Published
-(follow-up paper, 10M steps, its own scale): fixed 0.58, BMG 1.78 (1.93
-with the reward context).
+BMG_SPEC section 2.2: an epsilon-greedy Q(lambda) agent with a fixed
+epsilon (`fixed_<eps>`, eps in 0.01, 0.1, 0.3, 0.5, 0.7), against epsilon
+meta-learned by BMG (K=0): `bmg` (L=16, epsilon = sigmoid(MLP(mean reward
+of each of the last 10 collection chunks))), `bmg_step100` (the published
+context: the last 100 single-step rewards), `bmg_L32` / `bmg_L128` (longer
+bootstrap, same updates per env step), `bmg_noctx` (one learned logit).
+Published (follow-up paper, 10M steps, its own scale): fixed 0.58, BMG 1.78
+(1.93 with the reward context).
 
 Each (variant, seed) is one `bmg-train` run of `gin/two_colors/q_<...>.gin`
 in its own subprocess, `--workers` at a time, under
@@ -52,7 +52,7 @@ GIN_DIR = os.path.join(REPO, 'gin', 'two_colors')
 VARIANTS = {
     f'fixed_{eps}': ('q_fixed_eps.gin',
                      [f'two_colors_q.build.epsilon = {eps}'])
-    for eps in (0.01, 0.1, 0.3, 0.5)
+    for eps in (0.01, 0.1, 0.3, 0.5, 0.7)
 }
 VARIANTS['bmg'] = ('q_bmg_eps.gin', [])
 # The published set-up's context: the last 100 single-step rewards.
@@ -64,8 +64,9 @@ for _l in (32, 128):
       f'BootstrapConfig.l_steps = {_l}'])
 VARIANTS['bmg_noctx'] = ('q_bmg_eps.gin', [
     'two_colors_q.build.contextual = False'])
-COLOURS = {'fixed_0.01': 'tab:olive', 'fixed_0.1': 'tab:gray',
+COLOURS = {'fixed_0.01': 'gold', 'fixed_0.1': 'tab:gray',
            'fixed_0.3': 'tab:brown', 'fixed_0.5': 'tab:pink',
+           'fixed_0.7': 'tab:olive',
            'bmg': 'tab:red', 'bmg_step100': 'tab:purple',
            'bmg_L32': 'tab:orange', 'bmg_L128': 'tab:cyan',
            'bmg_noctx': 'tab:green'}
