@@ -39,6 +39,7 @@ after the first (which holds compilation). Writes `<out>/bare.json` and
 """
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -58,25 +59,10 @@ def _bare_worker(xla, steps, window):
   """Runs the bare loop; prints one JSON line with its rate."""
   sys.path.insert(0, REPO)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from bmg_tf.envs import tf_two_colors  # pylint: disable=g-import-not-at-top
+  import bare_nets  # pylint: disable=g-import-not-at-top
 
-  env = tf_two_colors.TFTwoColors(batch_size=1, seed=0)
-  rng = tf.random.Generator.from_seed(0)
-
-  def dense(n_in, n_out):
-    limit = math.sqrt(6.0 / (n_in + n_out))
-    return [tf.Variable(rng.uniform([n_in, n_out], -limit, limit)),
-            tf.Variable(tf.zeros([n_out]))]
-
-  def mlp_vars(sizes):
-    return sum((dense(a, b) for a, b in zip(sizes[:-1], sizes[1:])), [])
-
-  def mlp(params, x):
-    for i in range(0, len(params), 2):
-      x = tf.matmul(x, params[i]) + params[i + 1]
-      if i + 2 < len(params):
-        x = tf.nn.relu(x)
-    return x
+  env, rng = bare_nets.env_and_rng()
+  mlp, mlp_vars = bare_nets.mlp, functools.partial(bare_nets.mlp_vars, rng)
 
   x_vars = mlp_vars([30, 256, 256, 4]) + mlp_vars([30, 256, 256, 1])
   meta_vars = mlp_vars([WINDOW, 32, 1])

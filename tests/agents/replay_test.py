@@ -13,6 +13,10 @@ from tf_agents.specs import tensor_spec
 from bmg_tf.agents import replay
 
 
+_SPEC = {'obs': tensor_spec.TensorSpec([3], tf.float32),
+         'n': tensor_spec.TensorSpec([], tf.int64)}
+
+
 def test_replay_sampling_is_checkpointed_and_uses_valid_windows(tmp_path):
   spec = tensor_spec.TensorSpec([], tf.int64)
   buffer = replay.SeededUniformReplayBuffer(spec, batch_size=1,
@@ -41,8 +45,7 @@ def test_replay_sampling_is_checkpointed_and_uses_valid_windows(tmp_path):
 
 
 def test_add_sequence_equals_one_add_batch_per_step():
-  spec = {'obs': tensor_spec.TensorSpec([3], tf.float32),
-          'n': tensor_spec.TensorSpec([], tf.int64)}
+  spec = _SPEC
   chunked = replay.SeededUniformReplayBuffer(spec, batch_size=2,
                                                   max_length=10, seed=1)
   stepped = replay.SeededUniformReplayBuffer(spec, batch_size=2,
@@ -71,8 +74,7 @@ def _items(rng, steps, batch):
 
 
 def test_in_graph_buffer_stores_what_tf_agents_stores():
-  spec = {'obs': tensor_spec.TensorSpec([3], tf.float32),
-          'n': tensor_spec.TensorSpec([], tf.int64)}
+  spec = _SPEC
   ours = replay.InGraphUniformReplayBuffer(spec, batch_size=2,
                                            max_length=10, seed=1)
   theirs = tf_uniform_replay_buffer.TFUniformReplayBuffer(
@@ -100,8 +102,7 @@ def test_in_graph_buffer_stores_what_tf_agents_stores():
 
 
 def test_in_graph_buffer_compiles_and_samples_as_the_seeded_buffer(tmp_path):
-  spec = {'obs': tensor_spec.TensorSpec([3], tf.float32),
-          'n': tensor_spec.TensorSpec([], tf.int64)}
+  spec = _SPEC
   ours = replay.InGraphUniformReplayBuffer(spec, batch_size=1,
                                            max_length=12, seed=5)
   seeded = replay.SeededUniformReplayBuffer(spec, batch_size=1,

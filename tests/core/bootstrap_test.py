@@ -454,6 +454,16 @@ class BadInputTest(parameterized.TestCase, tf.test.TestCase):
           optimizers.SGD(learning_rate=0.1))
 
 
+def _contextual_meta():
+  """A learned weight decay and a contextual learning rate (context [2])."""
+  return meta_params.MetaParameters(
+      {'weight_decay': meta_params.MetaParameter(0.2, 'sigmoid', dtype=F64,
+                                                 name='wd')},
+      contextual=meta_params.ContextualMetaParameters(
+          2, {'learning_rate': 0.05}, hidden_sizes=(4,), seed=1,
+          dtype=F64, transforms={'learning_rate': 'exp'}))
+
+
 class MetaLearnerTest(parameterized.TestCase, tf.test.TestCase):
 
   def _learner(self, jit_compile, method='bmg', seed=9):
@@ -531,14 +541,8 @@ class MetaLearnerTest(parameterized.TestCase, tf.test.TestCase):
       context.assign(tf.stack([tf.reduce_mean(x), context[0]]))
       return {'x': x, 'y': tf.matmul(x, w_true)}
 
-    meta = meta_params.MetaParameters(
-        {'weight_decay': meta_params.MetaParameter(0.2, 'sigmoid', dtype=F64,
-                                                   name='wd')},
-        contextual=meta_params.ContextualMetaParameters(
-            2, {'learning_rate': 0.05}, hidden_sizes=(4,), seed=1,
-            dtype=F64, transforms={'learning_rate': 'exp'}))
     learner = meta_learner_lib.MetaLearner(
-        variables, meta, _regression_objectives(),
+        variables, _contextual_meta(), _regression_objectives(),
         bootstrap.BootstrapConfig(method='bmg', k_steps=2, l_steps=3),
         optimizers.SGD(learning_rate=0.1),
         meta_optimizer=meta_params.MetaOptimizer(learning_rate=0.01),
@@ -587,14 +591,8 @@ class MetaLearnerTest(parameterized.TestCase, tf.test.TestCase):
       return {'x': x, 'y': tf.einsum('nbi,io->nbo', x, w_true)}, (
           context.read_value())
 
-    meta = meta_params.MetaParameters(
-        {'weight_decay': meta_params.MetaParameter(0.2, 'sigmoid', dtype=F64,
-                                                   name='wd')},
-        contextual=meta_params.ContextualMetaParameters(
-            2, {'learning_rate': 0.05}, hidden_sizes=(4,), seed=1,
-            dtype=F64, transforms={'learning_rate': 'exp'}))
     learner = meta_learner_lib.MetaLearner(
-        variables, meta, _regression_objectives(), config,
+        variables, _contextual_meta(), _regression_objectives(), config,
         optimizers.SGD(learning_rate=0.1),
         meta_optimizer=meta_params.MetaOptimizer(learning_rate=0.01),
         jit_compile=jit_compile, steps_per_call=steps_per_call,
