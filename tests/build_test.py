@@ -31,7 +31,7 @@ PACKAGES = ['', 'benchmarks', 'bmg_tf', 'bmg_tf/agents', 'bmg_tf/core',
             'bmg_tf/envs', 'bmg_tf/networks', 'gin', 'pipelines', 'tests',
             'tests/agents', 'tests/core', 'tests/envs', 'tests/networks',
             'tests/pipelines', 'tests/tools']
-FIRST_PARTY = ('bmg_tf', 'pipelines', 'study')
+FIRST_PARTY = ('bmg_tf', 'pipelines', 'study', 'bare_nets')
 PYPI = {'gin': 'gin-config', 'absl': 'absl-py', 'ale_py': 'ale-py',
         'minatar': 'MinAtar',
         'tensorflow_probability': 'tensorflow-probability',
@@ -118,8 +118,8 @@ def _module_owner(module, owner):
   """The label owning `bmg_tf.core.x` (or its package, for `from a import
   b` where b is a name, not a module)."""
   parts = module.split('.')
-  if parts == ['study']:
-    parts = ['benchmarks', 'study']
+  if parts in (['study'], ['bare_nets']):  # benchmarks/ helpers.
+    parts = ['benchmarks'] + parts
   while parts:
     for candidate in (os.path.join(*parts) + '.py',
                       os.path.join(*parts, '__init__.py')):
