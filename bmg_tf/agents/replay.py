@@ -135,7 +135,11 @@ class InGraphUniformReplayBuffer(SeededUniformReplayBuffer):
   restores into the other).
 
   The price is the thread safety: use it with one writer and one reader in
-  one graph (a training loop), not behind several concurrent datasets.
+  one graph (a training loop), not behind several concurrent datasets. And
+  XLA drops `tf.debugging` assertions: compiled, `get_next` on a buffer
+  with fewer than `num_steps` frames returns garbage instead of raising, so
+  the caller must fill it first (the Q pipeline samples only after
+  `min_replay_size >= sequence_length + 1` frames).
   """
 
   def _increment_last_id(self, increment=1):
