@@ -240,9 +240,7 @@ def _pipeline_worker(xla, steps, window, steps_per_call, pieces):
   data_fn = learner._py.data_fn  # pylint: disable=protected-access
   replay = exp.trackables['replay']
   # The warm-up function of the pipeline is the collection plus the write.
-  cells = dict(zip(loop.iterate.__code__.co_freevars,
-                   loop.iterate.__closure__))
-  collect_and_add = cells['warm_up'].cell_contents
+  collect_and_add = loop.iterate.collect_only
   sample = tf.function(lambda: replay.get_next(
       sample_batch_size=N * B, num_steps=T + 1)[0], jit_compile=xla,
                        autograph=False)

@@ -62,9 +62,7 @@ def behaviour(root, chunks):
     raise ValueError(f'{root}: no checkpoint')
   ckpt.restore(path).expect_partial()
   loop = exp.train()
-  cells = dict(zip(loop.iterate.__code__.co_freevars,
-                   loop.iterate.__closure__))
-  collect = cells['warm_up'].cell_contents  # Collect E steps, no learning.
+  collect = loop.iterate.collect_only  # Collect E steps, no learning.
   env, stats = exp.trackables['env'], exp.trackables['stats']
   epsilon = loop.summary()['epsilon']
   reward0, steps0 = float(stats.total_reward), int(stats.env_steps)

@@ -251,6 +251,10 @@ def build(env_name: str = 'TwoColors',
       return {}
     return learner.step()
 
+  # Collection without learning, for diagnostics (benchmarks/q_behaviour.py,
+  # benchmarks/bare_q.py): E env steps into the replay.
+  iterate.collect_only = warm_up
+
   return experiment_lib.Experiment(
       learner=learner,
       trackables=dict(env=env, policy_rng=policy.generator, replay=replay,
