@@ -30,6 +30,14 @@ from their input signature instead.
 `export_regressor` writes the same `meta_parameters` and `metadata`
 signatures beside `predict`: `x` float32 `[B, input_dim]` -> `y` float32
 `[B, output_dim]` (the toy regression demo).
+
+`export_few_shot` writes a meta-learned initialisation with
+`adapt_and_predict`: `support_x` float32 `[S, *input_shape]`, `support_y`
+(int32 `[S]` labels, or float32 `[S, output_dim]` targets) and `query_x`
+float32 `[Q, *input_shape]` -> `predictions` float32 `[Q, output_dim]`
+(logits or regression outputs) after the learner's K adaptation steps on the
+support set, all inside the signature; plus `meta_parameters` (the initial
+weights, and the inner learning rate if learned) and `metadata`.
 """
 
 import os
@@ -39,7 +47,7 @@ import tensorflow as tf
 
 import bmg_tf
 
-__all__ = ['export_policy', 'export_regressor']
+__all__ = ['export_policy', 'export_regressor', 'export_few_shot']
 
 
 class _Exported(tf.Module):
@@ -179,6 +187,54 @@ def export_regressor(export_dir: str,
   signatures = {'predict': module.predict.get_concrete_function()}
   return _save(module, signatures, export_dir, meta_fn, context_dim,
                train_step, gin_config)
+
+
+def export_few_shot(export_dir: str,
+                    adapt_and_predict_fn: Callable[
+                        [tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor],
+                    input_shape: Sequence[int],
+                    label_spec: tf.TensorSpec,
+                    variables: Sequence[tf.Variable],
+                    meta_fn: Callable[[], Mapping[str, tf.Tensor]],
+                    train_step: int = 0,
+                    gin_config: str = '') -> str:
+  """Writes a SavedModel with `adapt_and_predict`, `meta_parameters` and
+  `metadata`.
+
+  Args:
+    export_dir: output directory (overwritten).
+    adapt_and_predict_fn: `(support_x [S, *input_shape], support_y,
+      query_x [Q, *input_shape]) -> predictions [Q, output_dim]` float32.
+    input_shape: the shape of one input.
+    label_spec: the spec of `support_y` (`[None]` int32 labels or
+      `[None, output_dim]` float32 targets); its name is the input's.
+    variables: every variable the functions read.
+    meta_fn: `() -> {name: tensor}`, the meta-parameters.
+    train_step, gin_config: as in `export_policy`.
+
+  Returns:
+    `export_dir`.
+  """
+  module = _Exported()
+  module.saved_variables = list(variables)
+  shape = [None] + [int(s) for s in input_shape]
+  support_spec = tf.TensorSpec(shape, tf.float32, name='support_x')
+  query_spec = tf.TensorSpec(shape, tf.float32, name='query_x')
+  label_spec = tf.TensorSpec(label_spec.shape, label_spec.dtype,
+                             name='support_y')
+
+  def adapt_and_predict(support_x, support_y, query_x):
+    return {'predictions': adapt_and_predict_fn(
+        _checked(support_x, support_spec), _checked(support_y, label_spec),
+        _checked(query_x, query_spec))}
+
+  module.adapt_and_predict = tf.function(
+      adapt_and_predict, input_signature=[support_spec, label_spec,
+                                          query_spec], autograph=False)
+  signatures = {'adapt_and_predict':
+                module.adapt_and_predict.get_concrete_function()}
+  return _save(module, signatures, export_dir, meta_fn, None, train_step,
+               gin_config)
 
 
 def _save(module, signatures, export_dir, meta_fn, context_dim, train_step,

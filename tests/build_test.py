@@ -28,12 +28,13 @@ import pytest
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 PACKAGES = ['', 'benchmarks', 'bmg_tf', 'bmg_tf/agents', 'bmg_tf/core',
-            'bmg_tf/envs', 'bmg_tf/networks', 'gin', 'pipelines', 'tests',
-            'tests/agents', 'tests/core', 'tests/envs', 'tests/networks',
-            'tests/pipelines', 'tests/tools']
+            'bmg_tf/envs', 'bmg_tf/few_shot', 'bmg_tf/networks', 'gin',
+            'pipelines', 'tests', 'tests/agents', 'tests/core', 'tests/envs',
+            'tests/few_shot', 'tests/networks', 'tests/pipelines',
+            'tests/tools']
 FIRST_PARTY = ('bmg_tf', 'pipelines', 'study', 'bare_nets')
 PYPI = {'gin': 'gin-config', 'absl': 'absl-py', 'ale_py': 'ale-py',
-        'minatar': 'MinAtar',
+        'minatar': 'MinAtar', 'PIL': 'pillow', 'sklearn': 'scikit-learn',
         'tensorflow_probability': 'tensorflow-probability',
         'tf_agents': 'tf-agents', 'tf_keras': 'tf-keras'}
 RULES = ('bmg_py_library', 'bmg_py_binary', 'bmg_py_test')

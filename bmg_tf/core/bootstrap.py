@@ -36,6 +36,14 @@ learning steps at no extra sample cost: K+L batches then move the learner
 K+L-1 steps instead of K. With K=0, 'K' would never move the learner, so it
 is rejected.
 
+Meta-learned initialisation (`Objectives.initial_params`). MAML-style
+multi-task learning meta-learns where the inner loop starts: each meta-step
+starts from `x_0 = initial_params(params, w)` (e.g. one copy of the learned
+initial weights per task of a meta-batch) with a fresh inner-optimizer
+state, under the meta-tape. MG is then MAML (the outer loss at `x_K(w)`);
+BMG matches `x_K(w)` to a target bootstrapped L steps beyond it. Nothing
+else changes.
+
 Memory: only the K differentiated steps are recorded on the meta-tape, so
 second-order memory grows with K and not with L.
 
@@ -188,6 +196,14 @@ class Objectives(NamedTuple):
       cannot reward the meta-parameters for amplifying it (see
       docs/fidelity.md). The optimizer's hyperparameters stay those of
       `optimizer_hparams` at the (constant) meta-values.
+    initial_params: `(params, meta_values) -> params`: if set, every
+      meta-step starts from these parameters instead of the learner's
+      current ones, and the inner optimizer from a fresh state
+      (`inner_optimizer.init`). They are computed under the meta-tape, so
+      the meta-gradient flows into them: a meta-learned initialisation
+      (MAML-style multi-task learning, `bmg_tf.few_shot`), where the
+      meta-values hold the initial weights and this broadcasts them to one
+      copy per task. Same structure, shapes and dtypes as `params`.
   """
   inner_loss: Callable[[Params, Batch, MetaValues], tf.Tensor]
   outer_loss: Optional[Callable[[Params, Batch], tf.Tensor]] = None
@@ -197,6 +213,7 @@ class Objectives(NamedTuple):
   optimizer_hparams: Optional[Callable[[MetaValues],
                                        Mapping[str, tf.Tensor]]] = None
   bootstrap_loss: Optional[Callable[[Params, Batch], tf.Tensor]] = None
+  initial_params: Optional[Callable[[Params, MetaValues], Params]] = None
 
 
 class MetaStepResult(NamedTuple):
@@ -240,6 +257,9 @@ def _check_objectives(objectives: Objectives, config: BootstrapConfig):
   if objectives.bootstrap_loss is not None and not callable(
       objectives.bootstrap_loss):
     raise ValueError('objectives.bootstrap_loss: must be callable or None.')
+  if objectives.initial_params is not None and not callable(
+      objectives.initial_params):
+    raise ValueError('objectives.initial_params: must be callable or None.')
   if config.method == 'mg' or (config.method == 'bmg'):
     if objectives.outer_loss is None:
       raise ValueError(f'objectives.outer_loss: required for method '
@@ -336,6 +356,22 @@ def _outer_step(objectives, optimizer, params, opt_state, batch,
   return list(new_params), new_state, loss
 
 
+def _initial_params(objectives, params, meta_values):
+  """`objectives.initial_params`, checked against the learner's params."""
+  start = list(objectives.initial_params(params, meta_values))
+  if len(start) != len(params):
+    raise ValueError(f'objectives.initial_params: returned {len(start)} '
+                     f'tensors for {len(params)} parameters.')
+  for i, (s, p) in enumerate(zip(start, params)):
+    s = tf.convert_to_tensor(s)
+    if s.dtype != p.dtype or not s.shape.is_compatible_with(p.shape):
+      raise ValueError(f'objectives.initial_params: tensor {i} is '
+                       f'{s.dtype.name}{s.shape}, the parameter '
+                       f'{p.dtype.name}{p.shape}.')
+    start[i] = s
+  return start
+
+
 def _matching_terms(config, objectives, target, current, batch, meta_values):
   """Unweighted matching terms between target and current parameters."""
   terms = {}
@@ -420,6 +456,11 @@ def meta_step(params: Sequence[tf.Tensor],
       meta_values = dict(meta_values_fn())
       x = _stop(params)
       state = _stop(opt_state)
+      if objectives.initial_params is not None:
+        # A meta-learned starting point: differentiated (except for
+        # 'fixed', whose meta-gradient is zero anyway).
+        x = _initial_params(objectives, x, meta_values)
+        state = _stop(inner_optimizer.init(_stop(x)))
       inner_losses = []
       # 1. K inner steps. Differentiated through, except for 'fixed'.
       for i in range(k):

@@ -149,7 +149,8 @@ class MetaLearner(tf.Module):
       data_fn: optional `data_fn() -> (batches, context)`, run in-graph at
         the start of each meta-step (after the previous one's updates):
         `batches` a nest with a leading step axis, as `step(batches)` takes,
-        `context` the meta-parameters' context or None. When given, `step`
+        or a `batch_fn(i, params)` for this meta-step (e.g. the support
+        set for the inner steps and the query set after them), `context` the meta-parameters' context or None. When given, `step`
         takes no arguments. Not with `batch_fn`, `context_fn`, `carry_spec`
         or a multi-replica strategy. Traced like `batch_fn` (no autograph).
       name: module name.

@@ -2,10 +2,11 @@
 
 Three kinds of meta-parameter, all `tf.Module`s:
 
-* `MetaParameter`: one scalar stored as an unconstrained variable and mapped
-  through a transform: `'sigmoid'` for values in (0, 1) (entropy weight,
-  epsilon, discount, lambda), `'exp'` for positive values (a learning rate),
-  `'identity'` for unbounded ones.
+* `MetaParameter`: one scalar (or one array, e.g. a layer's initial
+  weights in MAML-style learning) stored as an unconstrained variable and
+  mapped through a transform: `'sigmoid'` for values in (0, 1) (entropy
+  weight, epsilon, discount, lambda), `'exp'` for positive values (a
+  learning rate), `'identity'` for unbounded ones.
 * `ContextualMetaParameters`: a small MLP of a context vector (e.g. the mean
   reward of each of the last 10 rollouts) with one output per named
   meta-parameter. The context carries no gradient. By default the output
@@ -25,6 +26,7 @@ import math
 from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import gin
+import numpy as np
 import tensorflow as tf
 
 from bmg_tf.core import optimizers
@@ -58,8 +60,30 @@ def _check_transform(transform: str, name: str) -> str:
   return transform
 
 
-def _raw_init(value, transform: str, name: str) -> float:
-  """Maps an initial value to the unconstrained space, validating it."""
+# The inverses on arrays (the scalar path keeps Python's math).
+_ARRAY_INVERSES = {
+    'sigmoid': lambda p: np.log(p) - np.log1p(-p),
+    'exp': np.log,
+    'identity': lambda v: v,
+}
+
+
+def _raw_init(value, transform: str, name: str):
+  """Maps an initial value (a number or an array) to the unconstrained
+  space, validating it: a float, or a float64 array."""
+  if np.ndim(value) > 0:
+    try:
+      array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+      raise ValueError(f'{name}: initial value must be numeric, got '
+                       f'{type(value).__name__}.') from None
+    if not np.all(np.isfinite(array)):
+      raise ValueError(f'{name}: initial value must be finite everywhere.')
+    _, _, in_domain, domain = TRANSFORMS[transform]
+    if not all(in_domain(v) for v in array.ravel().tolist()):
+      raise ValueError(f'{name}: initial values must be in {domain}, the '
+                       f'range of the {transform!r} transform.')
+    return _ARRAY_INVERSES[transform](array)
   try:
     value = float(value)
   except (TypeError, ValueError):
@@ -76,7 +100,8 @@ def _raw_init(value, transform: str, name: str) -> float:
 
 @gin.configurable
 class MetaParameter(tf.Module):
-  """A scalar meta-parameter `transform(raw)` with a given initial value."""
+  """A meta-parameter `transform(raw)` with a given initial value: a
+  scalar, or an array of any shape (e.g. initial weights)."""
 
   def __init__(self,
                init_value: float,
@@ -88,11 +113,13 @@ class MetaParameter(tf.Module):
 
     Args:
       init_value: the value of the meta-parameter at initialisation, in the
-        range of `transform`.
+        range of `transform`: a number, or an array (numpy or tensor) whose
+        shape becomes the meta-parameter's.
       transform: 'sigmoid', 'exp' or 'identity'.
       dtype: float dtype of the variable and of the value.
       num_seeds: if set, N independent copies (one per seed of a run that
-        batches N seeds in one graph): the variable and the value are `[N]`.
+        batches N seeds in one graph): the variable and the value are `[N]`
+        (`[N, *init_value.shape]` for an array).
       name: module name; also used in error messages.
 
     Raises:
@@ -103,16 +130,21 @@ class MetaParameter(tf.Module):
     self._transform = _check_transform(transform, name)
     raw = _raw_init(init_value, transform, name)
     self.num_seeds = mlp_lib.check_num_seeds(num_seeds)
-    shape = [] if num_seeds is None else [self.num_seeds]
-    self.raw = tf.Variable(tf.fill(shape, tf.constant(raw, dtype)),
-                           dtype=dtype, name='raw')
+    lead = [] if num_seeds is None else [self.num_seeds]
+    if np.ndim(raw) > 0:
+      initial = tf.broadcast_to(tf.constant(raw, dtype),
+                                lead + list(np.shape(raw)))
+    else:
+      initial = tf.fill(lead, tf.constant(raw, dtype))
+    self.raw = tf.Variable(initial, dtype=dtype, name='raw')
 
   @property
   def transform(self) -> str:
     return self._transform
 
   def __call__(self, context=None) -> tf.Tensor:
-    """Returns the value (scalar, or `[N]`), differentiable w.r.t. `raw`."""
+    """Returns the value (the variable's shape), differentiable w.r.t.
+    `raw`."""
     del context  # Not contextual.
     with tf.name_scope(self.name):
       return TRANSFORMS[self._transform][0](self.raw)

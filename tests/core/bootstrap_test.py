@@ -658,5 +658,61 @@ class MetaLearnerTest(parameterized.TestCase, tf.test.TestCase):
       meta_learner_lib.MetaLearner(*args, steps_per_call=2)
 
 
+class InitialParamsTest(tf.test.TestCase):
+  """`Objectives.initial_params`: a meta-learned starting point (MAML)."""
+
+  def _setup(self):
+    params, batches = _regression_problem(seed=3)
+    meta = meta_params.MetaParameters({
+        f'init_{i}': meta_params.MetaParameter(
+            np.random.RandomState(i).randn(*p.shape), 'identity', dtype=F64,
+            name=f'init_{i}') for i, p in enumerate(params)})
+    objectives = bootstrap.Objectives(
+        inner_loss=lambda p, batch, m: _mse(p, batch), outer_loss=_mse,
+        initial_params=lambda p, m: [m['init_0'], m['init_1']])
+    return params, batches, meta, objectives
+
+  def test_mg_meta_gradient_reaches_the_initialisation(self):
+    params, batches, meta, objectives = self._setup()
+    config = bootstrap.BootstrapConfig(method='mg', k_steps=2)
+    adam = optimizers.Adam(learning_rate=0.05)
+    result = _run(config, params, batches, meta, objectives, inner_opt=adam)
+
+    def mg_loss():
+      return float(_run(config, params, batches, meta, objectives,
+                        inner_opt=adam).meta_loss)
+
+    want = _central_differences(mg_loss, meta.trainable_variables)
+    for got, w in zip(result.meta_grads, want):
+      self.assertAllClose(got, w, rtol=1e-6, atol=1e-9)
+
+  def test_start_and_optimizer_state_ignore_the_learner_state(self):
+    params, batches, meta, objectives = self._setup()
+    config = bootstrap.BootstrapConfig(method='mg', k_steps=2)
+    adam = optimizers.Adam(learning_rate=0.05)
+    fresh = _run(config, params, batches, meta, objectives, inner_opt=adam)
+    # Other learner parameters and a used Adam state change nothing.
+    other = [p + 1.0 for p in params]
+    stale = adam.update([tf.ones_like(p) for p in other], adam.init(other),
+                        other)[1]
+    again = bootstrap.meta_step(
+        params=other, opt_state=stale,
+        meta_variables=meta.trainable_variables, meta_values_fn=meta,
+        objectives=objectives, config=config, inner_optimizer=adam,
+        batches=batches)
+    self.assertAllEqual(fresh.meta_loss, again.meta_loss)
+    for a, b in zip(fresh.params + fresh.meta_grads,
+                    again.params + again.meta_grads):
+      self.assertAllEqual(a, b)
+
+  def test_a_mismatched_start_is_an_error(self):
+    params, batches, meta, objectives = self._setup()
+    objectives = objectives._replace(
+        initial_params=lambda p, m: [m['init_0'][:2], m['init_1']])
+    config = bootstrap.BootstrapConfig(method='mg', k_steps=1)
+    with self.assertRaisesRegex(ValueError, 'initial_params: tensor 0'):
+      _run(config, params, batches, meta, objectives)
+
+
 if __name__ == '__main__':
   tf.test.main()

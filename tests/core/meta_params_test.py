@@ -34,6 +34,19 @@ class MetaParameterTest(parameterized.TestCase, tf.test.TestCase):
     with self.assertRaisesRegex(ValueError, 'entropy'):
       meta_params.MetaParameter(value, transform, name='entropy')
 
+  @parameterized.parameters('identity', 'exp', 'sigmoid')
+  def test_array_initial_values(self, transform):
+    value = np.array([[0.2, 0.7], [0.4, 0.9]])
+    p = meta_params.MetaParameter(value, transform, num_seeds=3)
+    self.assertEqual(p.raw.shape, (3, 2, 2))
+    self.assertAllClose(p(), np.broadcast_to(value, (3, 2, 2)), rtol=1e-6)
+
+  def test_bad_array_initial_values(self):
+    with self.assertRaisesRegex(ValueError, 'init_0.*finite'):
+      meta_params.MetaParameter([1.0, np.nan], 'identity', name='init_0')
+    with self.assertRaisesRegex(ValueError, r'init_0.*\(0, inf\)'):
+      meta_params.MetaParameter([1.0, -1.0], 'exp', name='init_0')
+
   def test_unknown_transform(self):
     with self.assertRaisesRegex(ValueError, 'softmax'):
       meta_params.MetaParameter(0.5, 'softmax')

@@ -12,13 +12,19 @@ the fingerprint unchanged and fail the test.
 
 Bindings shared by several files of one pipeline are checked once, in the
 first file that has them. Attribute paths whose values differ between two
-builds of the same config (auto-numbered names) are ignored.
+builds of the same config (auto-numbered names) are ignored. The few-shot
+configs that read a data set from disk build on tiny fabricated copies
+(`tests/few_shot/fabricate.py`).
 """
 
 import collections
+import fnmatch
+import functools
 import glob
 import hashlib
+import importlib.util
 import os
+import tempfile
 import types
 
 os.environ['TF_USE_LEGACY_KERAS'] = '1'
@@ -54,6 +60,9 @@ STRING_ALTERNATIVES = {
     'game': ('SpaceInvaders', 'Breakout', 'Pong'),
     'torso': ('nature', 'minatar', 'impala'),
     'env_name': ('ThreeColors',),
+    'dataset': ('digits', 'sinusoid'),
+    'pooling': ('stride', 'max'),
+    'target_data': ('support', 'query', 'support_query'),
 }
 # Values for parameters bound to None.
 NONE_ALTERNATIVES = {'clip_global_norm': (1.0,),
@@ -176,9 +185,34 @@ def _fingerprint(root):
   return out
 
 
+_SPEC = importlib.util.spec_from_file_location(
+    'fabricate', os.path.join(os.path.dirname(__file__), '..', 'few_shot',
+                              'fabricate.py'))
+fabricate = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(fabricate)
+# File pattern -> writes a fabricated data set into a directory.
+FABRICATED = {
+    'few_shot/*_omniglot.gin': fabricate.write_omniglot,
+    'few_shot/*_miniimagenet.gin': functools.partial(
+        fabricate.write_miniimagenet, layout='pickle',
+        classes_per_split=(5, 5, 5), per_class=16),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _data_dir(pattern):
+  return FABRICATED[pattern](tempfile.mkdtemp(prefix='bindings_test_'))
+
+
+def _data_bindings(path):
+  rel = os.path.relpath(path, GIN_DIR)
+  return [f"few_shot.build.data_dir = '{_data_dir(p)}'"
+          for p in FABRICATED if fnmatch.fnmatch(rel, p)]
+
+
 def _build(path, extra):
   gin.clear_config()
-  gin.parse_config_files_and_bindings([path], extra)
+  gin.parse_config_files_and_bindings([path], _data_bindings(path) + extra)
   build = gin.query_parameter('run.experiment').scoped_configurable_fn
   return _fingerprint(build())
 

@@ -1,0 +1,246 @@
+r"""Few-shot study: MAML (K=1, 5) against BMG (K=1, L=5, 10) on CPU tasks.
+
+    python benchmarks/few_shot.py                    # both tasks, 3 seeds
+    python benchmarks/few_shot.py --tasks=sinusoid --seeds=1 --steps=500 \
+      --out=/tmp/few_shot                            # smoke run
+
+BMG_SPEC section 2.4; the paper's claim: BMG with a short differentiated
+unroll (K=1) and a longer bootstrapped target matches or beats MAML with a
+long differentiated unroll, at lower cost. Tasks (`gin/few_shot/`):
+
+* `sinusoid`: MAML's 10-shot sinusoid regression, 40-40 MLP, inner SGD
+  0.01, 25 tasks per meta-step; score: held-out MSE (lower is better);
+* `digits`: 5-way 1-shot classification on scikit-learn's 8x8 digits
+  (meta-train digits 0-4, held-out tasks from digits 5-9, rotations as
+  extra classes), a 4-block conv net, inner SGD 0.4, 16 tasks per
+  meta-step; score: held-out accuracy.
+
+Variants: `maml_K1`, `maml_K5` (MG through K steps), `bmg_K1_L5`,
+`bmg_K1_L10` (one differentiated step, L-1 bootstrap steps on the support
+set, a target step on the query set, matching on the query set). Every run
+adapts held-out tasks with its own K steps; the same `--eval_tasks` tasks
+for every run (a fixed evaluation seed).
+
+Each (task, variant, seed) is one `bmg-train` run in its own subprocess,
+`--workers` at a time (1 by default, so that the timings of the variants are
+taken under the same load, interleaved seed by seed), under
+`<out>/runs/<task>_<variant>_s<seed>`; runs resume and finished runs are
+skipped. Writes to `<out>` (default `results/few_shot`):
+
+* `few_shot.json`: per run its final score (mean and 95% interval over the
+  held-out tasks), seconds per meta-step (meta-steps only, not
+  evaluation), the training seconds to reach the target score, and its
+  history; per variant the means over seeds;
+* `few_shot.md`: the tables;
+* `<task>.png`: held-out score against training seconds and against
+  meta-steps, mean over seeds.
+
+The target score of a task is the worst variant's final mean score (so that
+every variant reaches it, and the time to reach it compares them), unless
+`--target_<task>` sets it.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import study  # pylint: disable=g-import-not-at-top
+
+REPO = study.REPO
+GIN_DIR = os.path.join(REPO, 'gin', 'few_shot')
+TASKS = {
+    # task -> (metric, higher is better, default meta-steps, eval_every)
+    'sinusoid': ('mse', False, 10_000, 500),
+    'digits': ('accuracy', True, 3_000, 250),
+}
+VARIANTS = {
+    'maml_K1': ('maml', ['BootstrapConfig.k_steps = 1']),
+    'maml_K5': ('maml', ['BootstrapConfig.k_steps = 5']),
+    'bmg_K1_L5': ('bmg', ['BootstrapConfig.k_steps = 1',
+                          'BootstrapConfig.l_steps = 5']),
+    'bmg_K1_L10': ('bmg', ['BootstrapConfig.k_steps = 1',
+                           'BootstrapConfig.l_steps = 10']),
+}
+COLOURS = {'maml_K1': 'tab:gray', 'maml_K5': 'tab:blue',
+           'bmg_K1_L5': 'tab:orange', 'bmg_K1_L10': 'tab:red'}
+
+
+def _run_one(task, variant, seed, args):
+  """Runs (or resumes, or skips) one run; returns its result.json."""
+  root = os.path.join(args.out, 'runs', f'{task}_{variant}_s{seed}')
+  method, extra = VARIANTS[variant]
+  steps = args.steps or TASKS[task][2]
+  eval_every = args.eval_every or TASKS[task][3]
+  bindings = [
+      f'few_shot.build.num_meta_steps = {steps}',
+      f'few_shot.build.seed = {seed}',
+      f'few_shot.build.eval_tasks = {args.eval_tasks}',
+      f'few_shot.build.eval_every = {eval_every}',
+      f'few_shot.build.log_every = {eval_every}',
+      f'few_shot.build.checkpoint_every = {eval_every * 4}',
+      'few_shot.build.export = False',
+  ] + extra + list(args.gin_bindings)
+  result, wall = study.run_cli(
+      os.path.join(GIN_DIR, f'{method}_{task}.gin'), root, bindings, steps,
+      step_key='meta_steps')
+  return {**result, 'task': task, 'variant': variant, 'seed': seed,
+          'wall_seconds': wall}
+
+
+def _time_to(history, metric, higher, target):
+  """Training seconds at the first evaluation that reaches `target`."""
+  for row in history:
+    value = row.get(f'eval_{metric}')
+    if value is not None and (value >= target if higher else
+                              value <= target):
+      return row['train_seconds']
+  return None
+
+
+def _summarise(task, results, args):
+  metric, higher, _, _ = TASKS[task]
+  runs = {v: sorted((r for r in results if r['task'] == task and
+                     r['variant'] == v), key=lambda r: r['seed'])
+          for v in args.variants}
+  runs = {v: rs for v, rs in runs.items() if rs}
+  finals = {v: study.stats([r['eval']['mean'] for r in rs])[0]
+            for v, rs in runs.items()}
+  target = getattr(args, f'target_{task}')
+  if target is None:
+    target = min(finals.values()) if higher else max(finals.values())
+  out = {'metric': metric, 'higher_is_better': higher, 'target': target,
+         'variants': {}}
+  lines = [f'### {task}: held-out {metric} '
+           f'({"higher" if higher else "lower"} is better)', '',
+           f'| variant | {metric} (mean over seeds) | s.e. over seeds | '
+           f'95% interval over tasks (mean) | seeds | ms per meta-step | '
+           f'seconds to reach {target:.4g} | per seed |',
+           '|---|---|---|---|---|---|---|---|']
+  for v, rs in runs.items():
+    scores = [r['eval']['mean'] for r in rs]
+    mean, std = study.stats(scores)
+    ms = [1e3 * r['train_seconds'] / r['meta_steps'] for r in rs]
+    reach = [_time_to(r['history'], metric, higher, target) for r in rs]
+    reached = [t for t in reach if t is not None]
+    out['variants'][v] = {
+        'score_mean': mean, 'score_se': std / len(rs)**0.5,
+        'per_seed': scores,
+        'task_ci95_mean': study.stats([r['eval']['ci95'] for r in rs])[0],
+        'eval_tasks': rs[0]['eval']['tasks'],
+        'ms_per_meta_step': study.stats(ms)[0],
+        'seconds_to_target': reach,
+        'seconds_to_target_mean': (study.stats(reached)[0]
+                                   if len(reached) == len(rs) else None)}
+    s = out['variants'][v]
+    reach_text = (f'{s["seconds_to_target_mean"]:.1f}'
+                  if s['seconds_to_target_mean'] is not None else
+                  f'{len(reached)}/{len(rs)} seeds reach it')
+    lines.append(
+        f'| {v} | {mean:.4f} | {s["score_se"]:.4f} | '
+        f'+-{s["task_ci95_mean"]:.4f} ({s["eval_tasks"]} tasks) | '
+        f'{len(rs)} | {s["ms_per_meta_step"]:.2f} | {reach_text} | '
+        f'{", ".join(f"{x:.3f}" for x in scores)} |')
+  return out, lines
+
+
+def _plot(task, results, args):
+  """Held-out score against training seconds and meta-steps."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  metric = TASKS[task][0]
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+  for v in args.variants:
+    rs = [r for r in results if r['task'] == task and r['variant'] == v]
+    rows = [[h for h in r['history'] if f'eval_{metric}' in h] for r in rs]
+    if not rows or not all(rows):
+      continue
+    n = min(len(r) for r in rows)
+    score = np.array([[h[f'eval_{metric}'] for h in r[:n]] for r in rows])
+    secs = np.array([[h['train_seconds'] for h in r[:n]] for r in rows])
+    steps = [h['meta_steps'] for h in rows[0][:n]]
+    axes[0].plot(secs.mean(0), score.mean(0), 'o-', color=COLOURS[v],
+                 label=v)
+    axes[1].plot(steps, score.mean(0), 'o-', color=COLOURS[v], label=v)
+    axes[1].fill_between(steps, score.min(0), score.max(0),
+                         color=COLOURS[v], alpha=0.15)
+  axes[0].set_xlabel('training seconds (meta-steps only)')
+  axes[1].set_xlabel('meta-steps')
+  for ax in axes:
+    ax.set_ylabel(f'held-out {metric}')
+    ax.grid(alpha=0.3)
+  axes[1].legend()
+  fig.suptitle(f'{task}: mean over seeds (band: min-max)')
+  fig.tight_layout()
+  fig.savefig(os.path.join(args.out, f'{task}.png'), dpi=100)
+  plt.close(fig)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--tasks', default=','.join(TASKS))
+  parser.add_argument('--variants', default=','.join(VARIANTS))
+  parser.add_argument('--seeds', type=int, default=3)
+  parser.add_argument('--first_seed', type=int, default=100,
+                      help='seeds first_seed .. first_seed + seeds - 1')
+  parser.add_argument('--steps', type=int, default=None,
+                      help='meta-steps per run (default: per task)')
+  parser.add_argument('--eval_every', type=int, default=None)
+  parser.add_argument('--eval_tasks', type=int, default=600)
+  parser.add_argument('--workers', type=int, default=1)
+  parser.add_argument('--target_sinusoid', type=float, default=None)
+  parser.add_argument('--target_digits', type=float, default=None)
+  parser.add_argument('--gin_bindings', action='append', default=[],
+                      help='extra bindings for every run')
+  parser.add_argument('--out', default=os.path.join(REPO, 'results',
+                                                     'few_shot'))
+  args = parser.parse_args()
+  args.tasks = [t for t in args.tasks.split(',') if t]
+  args.variants = [v for v in args.variants.split(',') if v]
+  for arg, known in (('tasks', TASKS), ('variants', VARIANTS)):
+    unknown = set(getattr(args, arg)) - set(known)
+    if unknown:
+      parser.error(f'--{arg}: unknown {sorted(unknown)}; known: '
+                   f'{sorted(known)}')
+  if args.seeds < 1:
+    parser.error('--seeds: must be positive')
+  args.out = os.path.abspath(args.out)
+  os.makedirs(args.out, exist_ok=True)
+  seeds = range(args.first_seed, args.first_seed + args.seeds)
+  jobs = [((t, v), s) for t in args.tasks for s in seeds
+          for v in args.variants]
+
+  def report(tv, s, r):
+    ev = r['eval']
+    return (f'{tv[0]} {tv[1]} seed {s}: held-out {ev["metric"]} '
+            f'{ev["mean"]:.4f} +- {ev["ci95"]:.4f}, '
+            f'{1e3 * r["train_seconds"] / r["meta_steps"]:.2f} ms per '
+            f'meta-step')
+
+  results = study.run_all(
+      jobs, lambda tv, s: _run_one(tv[0], tv[1], s, args), args.workers,
+      report)
+  summary = {'seeds': list(seeds), 'eval_tasks': args.eval_tasks,
+             'tasks': {}, 'runs': []}
+  lines = ['# Few-shot: MAML against BMG', '']
+  for task in args.tasks:
+    summary['tasks'][task], task_lines = _summarise(task, results, args)
+    lines += task_lines + ['']
+    _plot(task, results, args)
+  for r in sorted(results, key=lambda r: (r['task'], r['variant'],
+                                          r['seed'])):
+    summary['runs'].append({k: r[k] for k in (
+        'task', 'variant', 'seed', 'meta_steps', 'eval', 'train_seconds',
+        'wall_seconds', 'history')})
+  with open(os.path.join(args.out, 'few_shot.json'), 'w') as f:
+    json.dump(summary, f, indent=1)
+  with open(os.path.join(args.out, 'few_shot.md'), 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+  print('\n'.join(lines))
+
+
+if __name__ == '__main__':
+  main()
