@@ -35,6 +35,11 @@ skipped. Writes to `<out>` (default `results/few_shot`):
 * `<task>.png`: held-out score against training seconds and against
   meta-steps, mean over seeds.
 
+Then, so that methods trained with different K are also compared at equal
+test-time adaptation, every final checkpoint is evaluated again on the same
+held-out tasks after each of `--adapt_steps` (default 1, 5, 10) inner steps
+(`adaptation` in the JSON, a second table in the markdown).
+
 The target score of a task is the worst variant's final mean score (so that
 every variant reaches it, and the time to reach it compares them), unless
 `--target_<task>` sets it.
@@ -87,6 +92,60 @@ def _run_one(task, variant, seed, args):
       step_key='meta_steps')
   return {**result, 'task': task, 'variant': variant, 'seed': seed,
           'wall_seconds': wall}
+
+
+def _adaptation(results, args):
+  """Held-out score of each run's final initialisation after n steps."""
+  sys.path.insert(0, REPO)
+  # pylint: disable=g-import-not-at-top
+  os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+  import gin
+  import tensorflow as tf
+  from pipelines import experiment  # pylint: disable=unused-import
+  from pipelines import few_shot
+  # pylint: enable=g-import-not-at-top
+  out = {}
+  for r in results:
+    root = os.path.join(args.out, 'runs',
+                        f'{r["task"]}_{r["variant"]}_s{r["seed"]}')
+    scores = {}
+    for n in args.adapt_steps:
+      gin.clear_config()
+      gin.parse_config_files_and_bindings(
+          [os.path.join(root, 'operative_config.gin')],
+          ['few_shot.build.export = False',
+           f'few_shot.build.eval_adapt_steps = {n}'])
+      exp = few_shot.build()
+      path = tf.train.latest_checkpoint(os.path.join(root, 'checkpoints'))
+      tf.train.Checkpoint(**exp.checkpoint_objects()).restore(
+          path).expect_partial()
+      scores[n] = exp.train().summary()['eval']['mean']
+    gin.clear_config()
+    out[(r['task'], r['variant'], r['seed'])] = scores
+    print(f'{r["task"]} {r["variant"]} seed {r["seed"]}: after '
+          + ', '.join(f'{n} steps {v:.4f}' for n, v in scores.items()),
+          flush=True)
+  return out
+
+
+def _adaptation_lines(task, adaptation, args):
+  metric = TASKS[task][0]
+  lines = [f'{task}: held-out {metric} of the final initialisation after n '
+           f'inner steps at test time (mean over seeds)', '',
+           '| variant | ' + ' | '.join(f'n={n}' for n in args.adapt_steps)
+           + ' |', '|---|' + '---|' * len(args.adapt_steps)]
+  summary = {}
+  for v in args.variants:
+    runs = [s for (t, var, _), s in adaptation.items()
+            if t == task and var == v]
+    if not runs:
+      continue
+    means = {n: study.stats([s[n] for s in runs])[0]
+             for n in args.adapt_steps}
+    summary[v] = means
+    lines.append(f'| {v} | ' + ' | '.join(f'{means[n]:.4f}'
+                                          for n in args.adapt_steps) + ' |')
+  return summary, lines
 
 
 def _time_to(history, metric, higher, target):
@@ -193,6 +252,8 @@ def main():
   parser.add_argument('--workers', type=int, default=1)
   parser.add_argument('--target_sinusoid', type=float, default=None)
   parser.add_argument('--target_digits', type=float, default=None)
+  parser.add_argument('--adapt_steps', default='1,5,10',
+                      help='test-time inner steps of the second evaluation')
   parser.add_argument('--gin_bindings', action='append', default=[],
                       help='extra bindings for every run')
   parser.add_argument('--out', default=os.path.join(REPO, 'results',
@@ -207,6 +268,7 @@ def main():
                    f'{sorted(known)}')
   if args.seeds < 1:
     parser.error('--seeds: must be positive')
+  args.adapt_steps = [int(n) for n in args.adapt_steps.split(',') if n]
   args.out = os.path.abspath(args.out)
   os.makedirs(args.out, exist_ok=True)
   seeds = range(args.first_seed, args.first_seed + args.seeds)
@@ -226,9 +288,14 @@ def main():
   summary = {'seeds': list(seeds), 'eval_tasks': args.eval_tasks,
              'tasks': {}, 'runs': []}
   lines = ['# Few-shot: MAML against BMG', '']
+  adaptation = _adaptation(results, args) if args.adapt_steps else {}
   for task in args.tasks:
     summary['tasks'][task], task_lines = _summarise(task, results, args)
     lines += task_lines + ['']
+    if adaptation:
+      curve, curve_lines = _adaptation_lines(task, adaptation, args)
+      summary['tasks'][task]['adaptation'] = curve
+      lines += curve_lines + ['']
     _plot(task, results, args)
   for r in sorted(results, key=lambda r: (r['task'], r['variant'],
                                           r['seed'])):
