@@ -87,11 +87,18 @@ def _run_one(task, variant, seed, args):
       f'few_shot.build.checkpoint_every = {eval_every * 4}',
       'few_shot.build.export = False',
   ] + extra + list(args.gin_bindings)
-  result, wall = study.run_cli(
-      os.path.join(GIN_DIR, f'{method}_{task}.gin'), root, bindings, steps,
-      step_key='meta_steps')
-  return {**result, 'task': task, 'variant': variant, 'seed': seed,
-          'wall_seconds': wall}
+  info = {'task': task, 'variant': variant, 'seed': seed}
+  try:
+    result, wall = study.run_cli(
+        os.path.join(GIN_DIR, f'{method}_{task}.gin'), root, bindings, steps,
+        step_key='meta_steps')
+  except RuntimeError:
+    # The run stopped with an error (e.g. its finite-state check): the last
+    # line of its log says why.
+    with open(os.path.join(root, 'stdout.log')) as f:
+      reason = f.read().strip().splitlines()[-1]
+    return {**info, 'failed': reason}
+  return {**result, **info, 'wall_seconds': wall}
 
 
 def _adaptation(results, args):
@@ -160,8 +167,10 @@ def _time_to(history, metric, higher, target):
 
 def _summarise(task, results, args):
   metric, higher, _, _ = TASKS[task]
+  failed = [r for r in results if r['task'] == task and 'failed' in r]
   runs = {v: sorted((r for r in results if r['task'] == task and
-                     r['variant'] == v), key=lambda r: r['seed'])
+                     r['variant'] == v and 'failed' not in r),
+                    key=lambda r: r['seed'])
           for v in args.variants}
   runs = {v: rs for v, rs in runs.items() if rs}
   finals = {v: study.stats([r['eval']['mean'] for r in rs])[0]
@@ -170,7 +179,9 @@ def _summarise(task, results, args):
   if target is None:
     target = min(finals.values()) if higher else max(finals.values())
   out = {'metric': metric, 'higher_is_better': higher, 'target': target,
-         'variants': {}}
+         'variants': {},
+         'failed': [{k: r[k] for k in ('variant', 'seed', 'failed')}
+                    for r in failed]}
   lines = [f'### {task}: held-out {metric} '
            f'({"higher" if higher else "lower"} is better)', '',
            f'| variant | {metric} (mean over seeds) | s.e. over seeds | '
@@ -201,6 +212,10 @@ def _summarise(task, results, args):
         f'+-{s["task_ci95_mean"]:.4f} ({s["eval_tasks"]} tasks) | '
         f'{len(rs)} | {s["ms_per_meta_step"]:.2f} | {reach_text} | '
         f'{", ".join(f"{x:.3f}" for x in scores)} |')
+  if failed:
+    lines += ['', 'Runs that stopped (not in the means):', '']
+    lines += [f'- {r["variant"]} seed {r["seed"]}: {r["failed"]}'
+              for r in failed]
   return out, lines
 
 
@@ -276,6 +291,8 @@ def main():
           for v in args.variants]
 
   def report(tv, s, r):
+    if 'failed' in r:
+      return f'{tv[0]} {tv[1]} seed {s}: FAILED: {r["failed"]}'
     ev = r['eval']
     return (f'{tv[0]} {tv[1]} seed {s}: held-out {ev["metric"]} '
             f'{ev["mean"]:.4f} +- {ev["ci95"]:.4f}, '
@@ -288,7 +305,8 @@ def main():
   summary = {'seeds': list(seeds), 'eval_tasks': args.eval_tasks,
              'tasks': {}, 'runs': []}
   lines = ['# Few-shot: MAML against BMG', '']
-  adaptation = _adaptation(results, args) if args.adapt_steps else {}
+  finished = [r for r in results if 'failed' not in r]
+  adaptation = _adaptation(finished, args) if args.adapt_steps else {}
   for task in args.tasks:
     summary['tasks'][task], task_lines = _summarise(task, results, args)
     lines += task_lines + ['']
@@ -296,9 +314,9 @@ def main():
       curve, curve_lines = _adaptation_lines(task, adaptation, args)
       summary['tasks'][task]['adaptation'] = curve
       lines += curve_lines + ['']
-    _plot(task, results, args)
-  for r in sorted(results, key=lambda r: (r['task'], r['variant'],
-                                          r['seed'])):
+    _plot(task, finished, args)
+  for r in sorted(finished, key=lambda r: (r['task'], r['variant'],
+                                           r['seed'])):
     summary['runs'].append({k: r[k] for k in (
         'task', 'variant', 'seed', 'meta_steps', 'eval', 'train_seconds',
         'wall_seconds', 'history')})
