@@ -15,7 +15,8 @@ long differentiated unroll, at lower cost. Tasks (`gin/few_shot/`):
   extra classes), a 4-block conv net, inner SGD 0.4, 16 tasks per
   meta-step; score: held-out accuracy.
 
-Variants: `maml_K1`, `maml_K5` (MG through K steps), `bmg_K1_L5`,
+Variants: `maml_K1`, `maml_K5` (MG through K steps), `fomaml_K5`
+(first-order MAML: the inner gradients as constants), `bmg_K1_L5`,
 `bmg_K1_L10` (one differentiated step, L-1 bootstrap steps on the support
 set, a target step on the query set, matching on the query set). Every run
 adapts held-out tasks with its own K steps; the same `--eval_tasks` tasks
@@ -63,12 +64,15 @@ TASKS = {
 VARIANTS = {
     'maml_K1': ('maml', ['BootstrapConfig.k_steps = 1']),
     'maml_K5': ('maml', ['BootstrapConfig.k_steps = 5']),
+    'fomaml_K5': ('maml', ['BootstrapConfig.k_steps = 5',
+                           'BootstrapConfig.first_order = True']),
     'bmg_K1_L5': ('bmg', ['BootstrapConfig.k_steps = 1',
                           'BootstrapConfig.l_steps = 5']),
     'bmg_K1_L10': ('bmg', ['BootstrapConfig.k_steps = 1',
                            'BootstrapConfig.l_steps = 10']),
 }
 COLOURS = {'maml_K1': 'tab:gray', 'maml_K5': 'tab:blue',
+           'fomaml_K5': 'tab:cyan',
            'bmg_K1_L5': 'tab:orange', 'bmg_K1_L10': 'tab:red'}
 
 

@@ -13,9 +13,8 @@ differentiated through the K steps (second order). `'bmg'` takes the same K
 differentiated steps, L-1 more on the support set and a target step on
 `target_data`, and matches x_K to the target (KL of the query predictions
 for classification, L2 of the query outputs for regression, with
-`BootstrapConfig.match_batch = 'fresh'`). First-order MAML is not a
-setting of the engine, which always differentiates through the inner
-steps.
+`BootstrapConfig.match_batch = 'fresh'`). First-order MAML:
+`BootstrapConfig.first_order = True` (the inner gradients are constants).
 
 Evaluation: `eval_tasks` held-out tasks (the data set's `eval_split`, whose
 classes no training task uses; fresh sinusoids drawn from `eval_seed`), the

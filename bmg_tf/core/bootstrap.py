@@ -107,6 +107,11 @@ class BootstrapConfig:
     continue_from: 'K' or 'K+L-1' (BMG only), see the module docstring.
     match_batch: 'target' matches on the states of the target step's batch
       (no extra samples); 'fresh' asks `batch_fn` for one more batch.
+    first_order: MG and BMG: treat the gradients of the K differentiated
+      inner steps as constants (first-order MAML): the meta-gradient keeps
+      the paths through the optimizer's hyperparameters and through the
+      parameters' own carry-over, and drops the second-order terms
+      (Hessian-vector products).
   """
   method: str = 'bmg'
   k_steps: int = 1
@@ -116,6 +121,7 @@ class BootstrapConfig:
   reduction: str = 'mean'
   continue_from: str = 'K'
   match_batch: str = 'target'
+  first_order: bool = False
 
   def __post_init__(self):
     if self.method not in METHODS:
@@ -138,6 +144,9 @@ class BootstrapConfig:
     if self.continue_from not in CONTINUATIONS:
       raise ValueError(f'continue_from: must be one of {CONTINUATIONS}, got '
                        f'{self.continue_from!r}.')
+    if not isinstance(self.first_order, bool):
+      raise ValueError(f'first_order: must be a bool, got '
+                       f'{self.first_order!r}.')
     if self.match_batch not in MATCH_BATCHES:
       raise ValueError(f'match_batch: must be one of {MATCH_BATCHES}, got '
                        f'{self.match_batch!r}.')
@@ -286,11 +295,13 @@ def _reduce_grads(grad_reducer, grads, params):
 
 
 def _inner_step(objectives, optimizer, params, opt_state, batch,
-                meta_values, grad_reducer=None, bootstrap=False):
+                meta_values, grad_reducer=None, bootstrap=False,
+                first_order=False):
   """One differentiable inner update; returns (params, opt_state, loss).
 
   With `bootstrap=True` (BMG's L-1 bootstrap steps) the loss is
-  `objectives.bootstrap_loss` when the task gives one.
+  `objectives.bootstrap_loss` when the task gives one. With
+  `first_order=True` the gradients are constants for the meta-tape.
   """
   with tf.GradientTape(watch_accessed_variables=False) as tape:
     tape.watch(params)
@@ -299,6 +310,8 @@ def _inner_step(objectives, optimizer, params, opt_state, batch,
     else:
       loss = objectives.inner_loss(params, batch, meta_values)
   grads = _reduce_grads(grad_reducer, tape.gradient(loss, params), params)
+  if first_order:
+    grads = [None if g is None else tf.stop_gradient(g) for g in grads]
   hparams = (objectives.optimizer_hparams(meta_values)
              if objectives.optimizer_hparams is not None else None)
   new_params, new_state = optimizer.update(grads, opt_state, params, hparams)
@@ -472,7 +485,8 @@ def meta_step(params: Sequence[tf.Tensor],
                                          grad_reducer)
         else:
           x, state, loss = _inner_step(objectives, inner_optimizer, x, state,
-                                       batch, meta_values, grad_reducer)
+                                       batch, meta_values, grad_reducer,
+                                       first_order=config.first_order)
         inner_losses.append(loss)
       x_k, state_k = x, state
       next_params, next_state = x_k, state_k
