@@ -18,7 +18,8 @@ long differentiated unroll, at lower cost. Tasks (`gin/few_shot/`):
 Variants: `maml_K1`, `maml_K5` (MG through K steps), `fomaml_K5`
 (first-order MAML: the inner gradients as constants), `bmg_K1_L5`,
 `bmg_K1_L10` (one differentiated step, L-1 bootstrap steps on the support
-set, a target step on the query set, matching on the query set). Every run
+set, a target step on the query set, matching on the query set),
+`bmg_K1_L5_sq` (the target step on the support and query sets together). Every run
 adapts held-out tasks with its own K steps; the same `--eval_tasks` tasks
 for every run (a fixed evaluation seed).
 
@@ -70,10 +71,15 @@ VARIANTS = {
                           'BootstrapConfig.l_steps = 5']),
     'bmg_K1_L10': ('bmg', ['BootstrapConfig.k_steps = 1',
                            'BootstrapConfig.l_steps = 10']),
+    # The target step on the support and query sets together.
+    'bmg_K1_L5_sq': ('bmg', ['BootstrapConfig.k_steps = 1',
+                             'BootstrapConfig.l_steps = 5',
+                             "few_shot.build.target_data = 'support_query'"]),
 }
 COLOURS = {'maml_K1': 'tab:gray', 'maml_K5': 'tab:blue',
            'fomaml_K5': 'tab:cyan',
-           'bmg_K1_L5': 'tab:orange', 'bmg_K1_L10': 'tab:red'}
+           'bmg_K1_L5': 'tab:orange', 'bmg_K1_L10': 'tab:red',
+           'bmg_K1_L5_sq': 'tab:brown'}
 
 
 def _run_one(task, variant, seed, args):
