@@ -37,13 +37,21 @@ skipped. Writes to `<out>` (default `results/few_shot`):
 * `<task>.png`: held-out score against training seconds and against
   meta-steps, mean over seeds.
 
+Cost is measured side by side, not taken from the training runs (which ran
+at different times, under different machine load): for each task every
+variant is built in this process, compiled, and timed for
+`--timing_steps` meta-steps (each waited for, as the pipeline does), the
+variants interleaved, `--timing_rounds` times; the median is its ms per
+meta-step. The time to reach the target score is the meta-steps a run
+needed (its first evaluation at or beyond the target) times that cost.
+
 Then, so that methods trained with different K are also compared at equal
 test-time adaptation, every final checkpoint is evaluated again on the same
 held-out tasks after each of `--adapt_steps` (default 1, 5, 10) inner steps
 (`adaptation` in the JSON, a second table in the markdown).
 
-The target score of a task is the worst variant's final mean score (so that
-every variant reaches it, and the time to reach it compares them), unless
+The target score of a task is the worst run's final score (so that every
+run reaches it, and the time to reach it compares them), unless
 `--target_<task>` sets it.
 """
 
@@ -165,17 +173,53 @@ def _adaptation_lines(task, adaptation, args):
   return summary, lines
 
 
-def _time_to(history, metric, higher, target):
-  """Training seconds at the first evaluation that reaches `target`."""
+def _timing(args):
+  """{task: {variant: median ms per meta-step}}, measured side by side."""
+  sys.path.insert(0, REPO)
+  # pylint: disable=g-import-not-at-top
+  os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
+  import time
+  import gin
+  from pipelines import experiment  # pylint: disable=unused-import
+  from pipelines import few_shot
+  # pylint: enable=g-import-not-at-top
+  out = {}
+  for task in args.tasks:
+    learners = {}
+    for v in args.variants:
+      method, extra = VARIANTS[v]
+      gin.clear_config()
+      gin.parse_config_files_and_bindings(
+          [os.path.join(GIN_DIR, f'{method}_{task}.gin')],
+          extra + ['few_shot.build.export = False'] + args.gin_bindings)
+      learners[v] = few_shot.build().learner
+      learners[v].step()['meta_loss'].numpy()  # Trace and compile.
+    gin.clear_config()
+    times = {v: [] for v in learners}
+    for _ in range(args.timing_rounds):
+      for v, learner in learners.items():
+        start = time.perf_counter()
+        for _ in range(args.timing_steps):
+          learner.step()['meta_loss'].numpy()
+        times[v].append(1e3 * (time.perf_counter() - start) /
+                        args.timing_steps)
+    out[task] = {v: sorted(t)[len(t) // 2] for v, t in times.items()}
+    print(f'{task} ms per meta-step, side by side: ' + ', '.join(
+        f'{v} {ms:.2f}' for v, ms in out[task].items()), flush=True)
+  return out
+
+
+def _steps_to(history, metric, higher, target):
+  """Meta-steps at the first evaluation that reaches `target`."""
   for row in history:
     value = row.get(f'eval_{metric}')
     if value is not None and (value >= target if higher else
                               value <= target):
-      return row['train_seconds']
+      return row['meta_steps']
   return None
 
 
-def _summarise(task, results, args):
+def _summarise(task, results, args, cost):
   metric, higher, _, _ = TASKS[task]
   failed = [r for r in results if r['task'] == task and 'failed' in r]
   runs = {v: sorted((r for r in results if r['task'] == task and
@@ -183,11 +227,10 @@ def _summarise(task, results, args):
                     key=lambda r: r['seed'])
           for v in args.variants}
   runs = {v: rs for v, rs in runs.items() if rs}
-  finals = {v: study.stats([r['eval']['mean'] for r in rs])[0]
-            for v, rs in runs.items()}
+  finals = [r['eval']['mean'] for rs in runs.values() for r in rs]
   target = getattr(args, f'target_{task}')
-  if target is None:
-    target = min(finals.values()) if higher else max(finals.values())
+  if target is None:  # The worst run's final score: every run reaches it.
+    target = min(finals) if higher else max(finals)
   out = {'metric': metric, 'higher_is_better': higher, 'target': target,
          'variants': {},
          'failed': [{k: r[k] for k in ('variant', 'seed', 'failed')}
@@ -195,32 +238,38 @@ def _summarise(task, results, args):
   lines = [f'### {task}: held-out {metric} '
            f'({"higher" if higher else "lower"} is better)', '',
            f'| variant | {metric} (mean over seeds) | s.e. over seeds | '
-           f'95% interval over tasks (mean) | seeds | ms per meta-step | '
-           f'seconds to reach {target:.4g} | per seed |',
-           '|---|---|---|---|---|---|---|---|']
+           f'95% interval over tasks (mean) | seeds | ms per meta-step '
+           f'(side by side) | meta-steps to reach {target:.4g} | seconds to '
+           f'reach it | per seed |',
+           '|---|---|---|---|---|---|---|---|---|']
   for v, rs in runs.items():
     scores = [r['eval']['mean'] for r in rs]
     mean, std = study.stats(scores)
-    ms = [1e3 * r['train_seconds'] / r['meta_steps'] for r in rs]
-    reach = [_time_to(r['history'], metric, higher, target) for r in rs]
+    ms = cost[v]
+    reach = [_steps_to(r['history'], metric, higher, target) for r in rs]
     reached = [t for t in reach if t is not None]
     out['variants'][v] = {
         'score_mean': mean, 'score_se': std / len(rs)**0.5,
         'per_seed': scores,
         'task_ci95_mean': study.stats([r['eval']['ci95'] for r in rs])[0],
         'eval_tasks': rs[0]['eval']['tasks'],
-        'ms_per_meta_step': study.stats(ms)[0],
-        'seconds_to_target': reach,
-        'seconds_to_target_mean': (study.stats(reached)[0]
-                                   if len(reached) == len(rs) else None)}
+        'ms_per_meta_step': ms,
+        'training_ms_per_meta_step': study.stats(
+            [1e3 * r['train_seconds'] / r['meta_steps'] for r in rs])[0],
+        'meta_steps_to_target': reach,
+        'meta_steps_to_target_mean': (study.stats(reached)[0]
+                                      if len(reached) == len(rs) else None)}
     s = out['variants'][v]
-    reach_text = (f'{s["seconds_to_target_mean"]:.1f}'
-                  if s['seconds_to_target_mean'] is not None else
-                  f'{len(reached)}/{len(rs)} seeds reach it')
+    steps_mean = s['meta_steps_to_target_mean']
+    s['seconds_to_target_mean'] = (None if steps_mean is None else
+                                   steps_mean * ms / 1e3)
+    reach_text = (f'{steps_mean:.0f} | {s["seconds_to_target_mean"]:.1f}'
+                  if steps_mean is not None else
+                  f'{len(reached)}/{len(rs)} seeds reach it | -')
     lines.append(
         f'| {v} | {mean:.4f} | {s["score_se"]:.4f} | '
         f'+-{s["task_ci95_mean"]:.4f} ({s["eval_tasks"]} tasks) | '
-        f'{len(rs)} | {s["ms_per_meta_step"]:.2f} | {reach_text} | '
+        f'{len(rs)} | {ms:.2f} | {reach_text} | '
         f'{", ".join(f"{x:.3f}" for x in scores)} |')
   if failed:
     lines += ['', 'Runs that stopped (not in the means):', '']
@@ -229,8 +278,9 @@ def _summarise(task, results, args):
   return out, lines
 
 
-def _plot(task, results, args):
-  """Held-out score against training seconds and meta-steps."""
+def _plot(task, results, args, cost):
+  """Held-out score against seconds (meta-steps times the side-by-side
+  cost) and against meta-steps."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -244,14 +294,14 @@ def _plot(task, results, args):
       continue
     n = min(len(r) for r in rows)
     score = np.array([[h[f'eval_{metric}'] for h in r[:n]] for r in rows])
-    secs = np.array([[h['train_seconds'] for h in r[:n]] for r in rows])
     steps = [h['meta_steps'] for h in rows[0][:n]]
-    axes[0].plot(secs.mean(0), score.mean(0), 'o-', color=COLOURS[v],
+    secs = np.array(steps) * cost[v] / 1e3
+    axes[0].plot(secs, score.mean(0), 'o-', color=COLOURS[v],
                  label=v)
     axes[1].plot(steps, score.mean(0), 'o-', color=COLOURS[v], label=v)
     axes[1].fill_between(steps, score.min(0), score.max(0),
                          color=COLOURS[v], alpha=0.15)
-  axes[0].set_xlabel('training seconds (meta-steps only)')
+  axes[0].set_xlabel('seconds: meta-steps x ms per meta-step (side by side)')
   axes[1].set_xlabel('meta-steps')
   for ax in axes:
     ax.set_ylabel(f'held-out {metric}')
@@ -277,6 +327,8 @@ def main():
   parser.add_argument('--workers', type=int, default=1)
   parser.add_argument('--target_sinusoid', type=float, default=None)
   parser.add_argument('--target_digits', type=float, default=None)
+  parser.add_argument('--timing_steps', type=int, default=50)
+  parser.add_argument('--timing_rounds', type=int, default=3)
   parser.add_argument('--adapt_steps', default='1,5,10',
                       help='test-time inner steps of the second evaluation')
   parser.add_argument('--gin_bindings', action='append', default=[],
@@ -316,15 +368,17 @@ def main():
              'tasks': {}, 'runs': []}
   lines = ['# Few-shot: MAML against BMG', '']
   finished = [r for r in results if 'failed' not in r]
+  cost = _timing(args)
   adaptation = _adaptation(finished, args) if args.adapt_steps else {}
   for task in args.tasks:
-    summary['tasks'][task], task_lines = _summarise(task, results, args)
+    summary['tasks'][task], task_lines = _summarise(task, results, args,
+                                                    cost[task])
     lines += task_lines + ['']
     if adaptation:
       curve, curve_lines = _adaptation_lines(task, adaptation, args)
       summary['tasks'][task]['adaptation'] = curve
       lines += curve_lines + ['']
-    _plot(task, finished, args)
+    _plot(task, finished, args, cost[task])
   for r in sorted(finished, key=lambda r: (r['task'], r['variant'],
                                            r['seed'])):
     summary['runs'].append({k: r[k] for k in (
