@@ -13,7 +13,8 @@ BMG_SPEC section 2.2: an epsilon-greedy Q(lambda) agent with a fixed
 epsilon (`fixed_<eps>`, eps in 0.01, 0.1, 0.3, 0.5, 0.7), against epsilon
 meta-learned by BMG (K=0): `bmg` (L=16, epsilon = sigmoid(MLP(mean reward
 of each of the last 10 collection chunks))), `bmg_step100` (the published
-context: the last 100 single-step rewards), `bmg_L32` / `bmg_L128` (longer
+context: the last 100 single-step rewards), `bmg_published` (that context
+and the published 2x128 meta-network), `bmg_L32` / `bmg_L128` (longer
 bootstrap, same updates per env step), `bmg_noctx` (one learned logit).
 Published (follow-up paper, 10M steps, its own scale): fixed 0.58, BMG 1.78
 (1.93 with the reward context).
@@ -62,6 +63,10 @@ for _l in (32, 128):
   # Same updates per env step: E = (L - 1) / replay_ratio.
   VARIANTS[f'bmg_L{_l}'] = ('q_bmg_eps.gin', [
       f'BootstrapConfig.l_steps = {_l}'])
+# The published meta-network too: 2x128 hidden units on that context.
+VARIANTS['bmg_published'] = ('q_bmg_eps.gin', [
+    "RewardContext.granularity = 'step'", 'RewardContext.window = 100',
+    'ContextualMetaParameters.hidden_sizes = (128, 128)'])
 VARIANTS['bmg_noctx'] = ('q_bmg_eps.gin', [
     'two_colors_q.build.contextual = False'])
 COLOURS = {'fixed_0.01': 'gold', 'fixed_0.1': 'tab:gray',
@@ -69,7 +74,7 @@ COLOURS = {'fixed_0.01': 'gold', 'fixed_0.1': 'tab:gray',
            'fixed_0.7': 'tab:olive',
            'bmg': 'tab:red', 'bmg_step100': 'tab:purple',
            'bmg_L32': 'tab:orange', 'bmg_L128': 'tab:cyan',
-           'bmg_noctx': 'tab:green'}
+           'bmg_noctx': 'tab:green', 'bmg_published': 'tab:blue'}
 # A window whose |reward per step| is below this collected next to nothing
 # net: the agent hides (e.g. in a corner after a flip) or cancels out.
 STALLED = 0.005
