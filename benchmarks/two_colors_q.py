@@ -14,7 +14,8 @@ epsilon (`fixed_<eps>`, eps in 0.01, 0.1, 0.3, 0.5, 0.7), against epsilon
 meta-learned by BMG (K=0): `bmg` (L=16, epsilon = sigmoid(MLP(mean reward
 of each of the last 10 collection chunks))), `bmg_step100` (the published
 context: the last 100 single-step rewards), `bmg_published` (that context
-and the published 2x128 meta-network), `bmg_L32` / `bmg_L128` (longer
+and the published 2x128 meta-network; `_mlr1e-2`: meta-Adam 1e-2, `_tlr3e-4`:
+target-step Adam 3e-4), `bmg_L32` / `bmg_L128` (longer
 bootstrap, same updates per env step), `bmg_noctx` (one learned logit).
 Published (follow-up paper, 10M steps, its own scale): fixed 0.58, BMG 1.78
 (1.93 with the reward context).
@@ -67,6 +68,14 @@ for _l in (32, 128):
 VARIANTS['bmg_published'] = ('q_bmg_eps.gin', [
     "RewardContext.granularity = 'step'", 'RewardContext.window = 100',
     'ContextualMetaParameters.hidden_sizes = (128, 128)'])
+# Tuning axes of BMG-epsilon on top of the published variant: a faster meta
+# optimizer (Adam 1e-2 instead of 1e-3), and a longer target step (its own
+# Adam at 3e-4 instead of the learner's 3e-5), which moves x~ further from x.
+VARIANTS['bmg_published_mlr1e-2'] = ('q_bmg_eps.gin', [
+    *VARIANTS['bmg_published'][1], 'MetaOptimizer.learning_rate = 1e-2'])
+VARIANTS['bmg_published_tlr3e-4'] = ('q_bmg_eps.gin', [
+    *VARIANTS['bmg_published'][1],
+    'target/create_optimizer.learning_rate = 3e-4'])
 VARIANTS['bmg_noctx'] = ('q_bmg_eps.gin', [
     'two_colors_q.build.contextual = False'])
 COLOURS = {'fixed_0.01': 'gold', 'fixed_0.1': 'tab:gray',
@@ -74,7 +83,9 @@ COLOURS = {'fixed_0.01': 'gold', 'fixed_0.1': 'tab:gray',
            'fixed_0.7': 'tab:olive',
            'bmg': 'tab:red', 'bmg_step100': 'tab:purple',
            'bmg_L32': 'tab:orange', 'bmg_L128': 'tab:cyan',
-           'bmg_noctx': 'tab:green', 'bmg_published': 'tab:blue'}
+           'bmg_noctx': 'tab:green', 'bmg_published': 'tab:blue',
+           'bmg_published_mlr1e-2': 'navy',
+           'bmg_published_tlr3e-4': 'magenta'}
 # A window whose |reward per step| is below this collected next to nothing
 # net: the agent hides (e.g. in a corner after a flip) or cancels out.
 STALLED = 0.005
