@@ -32,7 +32,9 @@ PACKAGES = ['', 'benchmarks', 'bmg_tf', 'bmg_tf/agents', 'bmg_tf/core',
             'pipelines', 'tests', 'tests/agents', 'tests/core', 'tests/envs',
             'tests/few_shot', 'tests/networks', 'tests/pipelines',
             'tests/tools']
-FIRST_PARTY = ('bmg_tf', 'pipelines', 'study', 'bare_nets')
+# benchmarks/ modules that tests or other scripts import by name.
+BENCHMARK_MODULES = ('study', 'bare_nets', 'q_churn')
+FIRST_PARTY = ('bmg_tf', 'pipelines') + BENCHMARK_MODULES
 PYPI = {'gin': 'gin-config', 'absl': 'absl-py', 'ale_py': 'ale-py',
         'minatar': 'MinAtar', 'PIL': 'pillow', 'sklearn': 'scikit-learn',
         'tensorflow_probability': 'tensorflow-probability',
@@ -119,7 +121,7 @@ def _module_owner(module, owner):
   """The label owning `bmg_tf.core.x` (or its package, for `from a import
   b` where b is a name, not a module)."""
   parts = module.split('.')
-  if parts in (['study'], ['bare_nets']):  # benchmarks/ helpers.
+  if len(parts) == 1 and parts[0] in BENCHMARK_MODULES:
     parts = ['benchmarks'] + parts
   while parts:
     for candidate in (os.path.join(*parts) + '.py',
