@@ -15,7 +15,7 @@ meta-learned by BMG (K=0): `bmg` (L=16, epsilon = sigmoid(MLP(mean reward
 of each of the last 10 collection chunks))), `bmg_step100` (the published
 context: the last 100 single-step rewards), `bmg_published` (that context
 and the published 2x128 meta-network; `_mlr1e-2`: meta-Adam 1e-2, `_tlr3e-4`,
-`_tlr1e-3`: target-step Adam 3e-4 or 1e-3), `bmg_L32` / `bmg_L128` (longer
+`_tlr1e-3`, `_tlr3e-3`: target-step Adam 3e-4, 1e-3 or 3e-3), `bmg_L32` / `bmg_L128` (longer
 bootstrap, same updates per env step), `bmg_noctx` (one learned logit).
 Published (follow-up paper, 10M steps, its own scale): fixed 0.58, BMG 1.78
 (1.93 with the reward context).
@@ -73,7 +73,7 @@ VARIANTS['bmg_published'] = ('q_bmg_eps.gin', [
 # Adam at 3e-4 instead of the learner's 3e-5), which moves x~ further from x.
 VARIANTS['bmg_published_mlr1e-2'] = ('q_bmg_eps.gin', [
     *VARIANTS['bmg_published'][1], 'MetaOptimizer.learning_rate = 1e-2'])
-for _tlr in ('3e-4', '1e-3'):
+for _tlr in ('3e-4', '1e-3', '3e-3'):
   VARIANTS[f'bmg_published_tlr{_tlr}'] = ('q_bmg_eps.gin', [
       *VARIANTS['bmg_published'][1],
       f'target/create_optimizer.learning_rate = {_tlr}'])
@@ -87,7 +87,8 @@ COLOURS = {'fixed_0.01': 'gold', 'fixed_0.1': 'tab:gray',
            'bmg_noctx': 'tab:green', 'bmg_published': 'tab:blue',
            'bmg_published_mlr1e-2': 'navy',
            'bmg_published_tlr3e-4': 'magenta',
-           'bmg_published_tlr1e-3': 'darkgreen'}
+           'bmg_published_tlr1e-3': 'darkgreen',
+           'bmg_published_tlr3e-3': 'black'}
 # A window whose |reward per step| is below this collected next to nothing
 # net: the agent hides (e.g. in a corner after a flip) or cancels out.
 STALLED = 0.005
