@@ -14,9 +14,10 @@ epsilon (`fixed_<eps>`, eps in 0.01, 0.1, 0.3, 0.5, 0.7), against epsilon
 meta-learned by BMG (K=0): `bmg` (L=16, epsilon = sigmoid(MLP(mean reward
 of each of the last 10 collection chunks))), `bmg_step100` (the published
 context: the last 100 single-step rewards), `bmg_published` (that context
-and the published 2x128 meta-network; `_mlr1e-2`: meta-Adam 1e-2, `_tlr3e-4`,
-`_tlr1e-3`, `_tlr3e-3`: target-step Adam 3e-4, 1e-3 or 3e-3), `bmg_L32` / `bmg_L128` (longer
-bootstrap, same updates per env step), `bmg_noctx` (one learned logit).
+and the published 2x128 meta-network; suffix `_mlr1e-2`: meta-Adam 1e-2;
+`_tlr3e-4`, `_tlr1e-3`, `_tlr3e-3`: the target step's Adam at that rate, not
+the learner's 3e-5), `bmg_L32` / `bmg_L128` (longer bootstrap, same updates
+per env step), `bmg_noctx` (one learned logit).
 Published (follow-up paper, 10M steps, its own scale): fixed 0.58, BMG 1.78
 (1.93 with the reward context).
 
