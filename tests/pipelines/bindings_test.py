@@ -63,6 +63,7 @@ STRING_ALTERNATIVES = {
     'dataset': ('digits', 'sinusoid'),
     'pooling': ('stride', 'max'),
     'target_data': ('support', 'query', 'support_query'),
+    'granularity': ('rollout', 'step'),
 }
 # Values for parameters bound to None.
 NONE_ALTERNATIVES = {'clip_global_norm': (1.0,),

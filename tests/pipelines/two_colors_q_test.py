@@ -252,15 +252,19 @@ def test_export_loads_in_a_fresh_process_without_bmg_tf(tmp_path,
   root, _ = whole_run
   ckpt = _checkpoint_values(root)
   q_params = [ckpt[LP.format(i)] for i in range(6)]
-  meta = [ckpt[MP.format(n)] for n in ('kernel_0', 'bias_0', 'kernel_1',
-                                       'bias_1')]
+  # The contextual net's layers, whatever the gin file makes them.
+  layers = sum(MP.format(f'kernel_{i}') in ckpt for i in range(10))
+  assert layers >= 2
+  meta = [ckpt[MP.format(f'{n}_{i}')] for i in range(layers)
+          for n in ('kernel', 'bias')]
   final_ctx = ckpt['context/rewards/.ATTRIBUTES/VARIABLE_VALUE']
+  assert meta[0].shape[0] == final_ctx.shape[-1]
   rng = np.random.RandomState(0)
   obs = np.zeros([5, 30], np.float32)
   for row in obs:  # Valid one-hot observations.
     for block in range(6):
       row[5 * block + rng.randint(5)] = 1.0
-  ctx = rng.uniform(-1, 1, size=[3, 10]).astype(np.float32)
+  ctx = rng.uniform(-1, 1, size=[3, final_ctx.shape[-1]]).astype(np.float32)
   np.save(tmp_path / 'obs.npy', obs)
   np.save(tmp_path / 'ctx.npy', ctx)
   script = tmp_path / 'fresh.py'
