@@ -22,9 +22,11 @@ inverts the loss for `p` in every window,
 
     p = (KL + log(1 - c eps)) / (log(1 - c eps) - log(eps / A)),
 
-and reports per run: mean epsilon, mean churn, mean `eps*`, and both split
-into the 20k steps after each flip and the rest (the phase where the agent
-must re-explore against the phase where it should exploit). The inversion is
+and reports per run: mean epsilon, mean churn and mean `eps*`, overall and
+by env steps since the last flip, in the phases of the study
+(`two_colors_q.PHASES`: 0-20k, 20k-50k, 50k-100k, over the flip periods
+after the first). In 20k-50k a deadlocked agent needs to explore; does the
+target's churn, and so epsilon, rise there? The inversion is
 exact when the logged epsilon is the one the last meta-step used; a
 contextual epsilon may have moved a little since (one collection chunk).
 """
@@ -39,7 +41,8 @@ os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 NUM_ACTIONS = 4
-AFTER_FLIP = 20_000
+# Env steps since the last flip (as two_colors_q.PHASES, for a 100k period).
+PHASES = ((0, 20_000), (20_000, 50_000), (50_000, 100_000))
 
 
 def implied_churn(kl, epsilon, num_actions=NUM_ACTIONS):
@@ -91,17 +94,21 @@ def churn_report(root, flip_period):
     p = implied_churn(kl[step], eps)
     rows.append({'env_steps': step, 'epsilon': eps, 'kl': kl[step],
                  'churn': p, 'optimal_epsilon': optimal_epsilon(p),
-                 'after_flip': 0 < step % flip_period <= AFTER_FLIP and
-                               step > flip_period})
+                 'since_flip': (step - 1) % flip_period + 1,
+                 'after_first_flip': step > flip_period})
 
   def mean(key, subset):
     values = [r[key] for r in subset]
     return sum(values) / len(values) if values else float('nan')
 
   summary = {'run': root, 'windows': len(rows)}
-  for name, subset in (('all', rows),
-                       ('after_flip', [r for r in rows if r['after_flip']]),
-                       ('rest', [r for r in rows if not r['after_flip']])):
+  subsets = {'all': rows}
+  scale = flip_period / 100_000
+  for start, end in PHASES:
+    subsets[f'{start // 1000}k-{end // 1000}k'] = [
+        r for r in rows if r['after_first_flip'] and
+        start * scale < r['since_flip'] <= end * scale]
+  for name, subset in subsets.items():
     for key in ('epsilon', 'churn', 'optimal_epsilon'):
       summary[f'{key}_{name}'] = mean(key, subset)
   return summary, rows
@@ -114,18 +121,18 @@ def main():
   parser.add_argument('--json', default=None)
   args = parser.parse_args()
   out = []
-  print('| run | epsilon | churn p | eps* = 4p/3 | epsilon, 20k after flips '
-        '| churn after flips | churn elsewhere |')
-  print('|---|---|---|---|---|---|---|')
+  phases = [f'{start // 1000}k-{end // 1000}k' for start, end in PHASES]
+  print('| run | epsilon | churn p | eps* = 4p/3 | ' + ' | '.join(
+      f'churn (epsilon), {p} after a flip' for p in phases) + ' |')
+  print('|---|---|---|---|' + '---|' * len(phases))
   for root in args.runs:
     summary, rows = churn_report(root, args.flip_period)
     out.append({**summary, 'rows': rows})
     print(f'| {os.path.basename(os.path.normpath(root))} '
           f'| {summary["epsilon_all"]:.3f} | {summary["churn_all"]:.3f} '
-          f'| {summary["optimal_epsilon_all"]:.3f} '
-          f'| {summary["epsilon_after_flip"]:.3f} '
-          f'| {summary["churn_after_flip"]:.3f} '
-          f'| {summary["churn_rest"]:.3f} |')
+          f'| {summary["optimal_epsilon_all"]:.3f} | ' + ' | '.join(
+              f'{summary["churn_" + p]:.3f} ({summary["epsilon_" + p]:.2f})'
+              for p in phases) + ' |')
   if args.json:
     with open(args.json, 'w') as f:
       json.dump(out, f, indent=1)

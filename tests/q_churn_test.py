@@ -6,6 +6,7 @@ import sys
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 
 import numpy as np  # pylint: disable=g-import-not-at-top
+import pytest  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 import tensorflow_probability as tfp  # pylint: disable=g-import-not-at-top
 
@@ -53,3 +54,35 @@ def test_optimal_epsilon_minimises_the_matching_loss():
   assert 0.05 < p < 0.7
   assert abs(q_churn.optimal_epsilon(p) - best) <= 0.006
   assert q_churn.optimal_epsilon(0.9) == 1.0
+
+
+def test_churn_report_reads_summaries_and_splits_by_phase(tmp_path):
+  writer = tf.summary.create_file_writer(str(tmp_path / 'summaries'))
+  p_by_phase = {0: 0.1, 1: 0.3, 2: 0.2}  # 0-20k, 20k-50k, 50k-100k.
+  with writer.as_default():
+    for step in range(10_000, 300_001, 10_000):
+      since = (step - 1) % 100_000 + 1
+      phase = 0 if since <= 20_000 else 1 if since <= 50_000 else 2
+      p, eps = p_by_phase[phase], 0.05 + step / 1e6
+      c = 3 / 4
+      kl = -(1 - p) * np.log(1 - c * eps) - p * np.log(eps / 4)
+      tf.summary.scalar('matching/policy_kl', kl, step=step)
+      tf.summary.scalar('epsilon', eps, step=step)
+  writer.close()
+  summary, rows = q_churn.churn_report(str(tmp_path), flip_period=100_000)
+  assert summary['windows'] == len(rows) == 30
+  np.testing.assert_allclose(summary['churn_0k-20k'], 0.1, rtol=1e-4)
+  np.testing.assert_allclose(summary['churn_20k-50k'], 0.3, rtol=1e-4)
+  np.testing.assert_allclose(summary['churn_50k-100k'], 0.2, rtol=1e-4)
+  # Phases count the flip periods after the first only.
+  first = [r for r in rows if r['env_steps'] <= 100_000]
+  assert len(first) == 10 and not any(r['after_first_flip'] for r in first)
+
+
+def test_churn_report_refuses_a_run_without_a_bmg_target(tmp_path):
+  writer = tf.summary.create_file_writer(str(tmp_path / 'summaries'))
+  with writer.as_default():
+    tf.summary.scalar('epsilon', 0.5, step=1)
+  writer.close()
+  with pytest.raises(ValueError, match='matching/policy_kl'):
+    q_churn.churn_report(str(tmp_path), flip_period=100_000)
