@@ -21,8 +21,8 @@ for the time of each piece. Each round runs, in separate subprocesses:
   one hidden layer of 32, applied with Adam (1e-3, eps 1e-4). Eight
   iterations per compiled call, as the shipped gin file's
   `MetaLearner.steps_per_call = 8`.
-* `pipeline`: `pipelines.two_colors_q` with the shipped BMG gin file,
-  `steps_per_call` 8 and 1 (the latter is the old three-calls-per-
+* `pipeline`: `pipelines.two_colors_q` with the shipped BMG gin file and
+  the bare loop's meta-network and context, `steps_per_call` 8 and 1 (the latter is the old three-calls-per-
   iteration pipeline's data flow in one call per iteration).
 * `pieces`: the pipeline's parts compiled and timed on their own, per
   iteration: collection of E steps plus the replay write, the replay
@@ -225,7 +225,12 @@ def _pipeline_worker(xla, steps, window, steps_per_call, pieces):
   gin.parse_config_files_and_bindings(
       [os.path.join(REPO, 'gin', 'two_colors', 'q_bmg_eps.gin')],
       [f'MetaLearner.jit_compile = {xla}',
-       f'MetaLearner.steps_per_call = {steps_per_call}'])
+       f'MetaLearner.steps_per_call = {steps_per_call}',
+       # The bare loop's meta-network and context (the gin file's before
+       # tuning; it now ships a 2x128 net on the last 100 step rewards),
+       # so that both loops do the same work.
+       "RewardContext.granularity = 'rollout'", 'RewardContext.window = 10',
+       'ContextualMetaParameters.hidden_sizes = (32,)'])
   exp = two_colors_q.build(export=False, seed=0)
   loop = exp.train()
   stats = exp.trackables['stats']
