@@ -17,7 +17,8 @@ context: the last 100 single-step rewards), `bmg_published` (that context
 and the published 2x128 meta-network; suffix `_mlr1e-2`: meta-Adam 1e-2;
 `_tlr3e-4`, `_tlr1e-3`, `_tlr3e-3`: the target step's Adam at that rate, not
 the learner's 3e-5), `bmg_L32` / `bmg_L128` (longer bootstrap, same updates
-per env step), `bmg_noctx` (one learned logit).
+per env step), `bmg_noctx` (one learned logit), `bmg_noctx_tlr1e-3` (one
+logit, target step at 1e-3).
 Published (follow-up paper, 10M steps, its own scale): fixed 0.58, BMG 1.78
 (1.93 with the reward context).
 
@@ -82,8 +83,7 @@ for _l in (32, 128):
   # Same updates per env step: E = (L - 1) / replay_ratio.
   VARIANTS[f'bmg_L{_l}'] = ('q_bmg_eps.gin', VARIANTS['bmg'][1] + [
       f'BootstrapConfig.l_steps = {_l}'])
-VARIANTS['bmg_noctx'] = ('q_bmg_eps.gin', [
-    'two_colors_q.build.contextual = False'] + _target_lr('3e-5'))
+VARIANTS['bmg_noctx'] = ('q_bmg_eps_noctx.gin', _target_lr('3e-5'))
 VARIANTS['bmg_published'] = ('q_bmg_eps.gin', _STEP_CONTEXT + _PUBLISHED_NET +
                              _target_lr('3e-5'))
 # Tuning axes of BMG-epsilon on top of the published variant: a faster meta
@@ -95,6 +95,9 @@ VARIANTS['bmg_published_mlr1e-2'] = ('q_bmg_eps.gin', [
 for _tlr in ('3e-4', '1e-3', '3e-3'):
   VARIANTS[f'bmg_published_tlr{_tlr}'] = ('q_bmg_eps.gin', _STEP_CONTEXT +
                                           _PUBLISHED_NET + _target_lr(_tlr))
+# The tuned target step without a context: one learned epsilon logit (the
+# paper's non-contextual BMG-epsilon).
+VARIANTS['bmg_noctx_tlr1e-3'] = ('q_bmg_eps_noctx.gin', _target_lr('1e-3'))
 COLOURS = {'fixed_0.01': 'gold', 'fixed_0.1': 'tab:gray',
            'fixed_0.3': 'tab:brown', 'fixed_0.5': 'tab:pink',
            'fixed_0.7': 'tab:olive',
@@ -104,7 +107,8 @@ COLOURS = {'fixed_0.01': 'gold', 'fixed_0.1': 'tab:gray',
            'bmg_published_mlr1e-2': 'navy',
            'bmg_published_tlr3e-4': 'magenta',
            'bmg_published_tlr1e-3': 'darkgreen',
-           'bmg_published_tlr3e-3': 'black'}
+           'bmg_published_tlr3e-3': 'black',
+           'bmg_noctx_tlr1e-3': 'lime'}
 # A window whose |reward per step| is below this collected next to nothing
 # net: the agent hides (e.g. in a corner after a flip) or cancels out.
 STALLED = 0.005
