@@ -24,7 +24,7 @@ inverts the loss for `p` in every window,
 
 and reports per run: mean epsilon, mean churn and mean `eps*`, overall and
 by env steps since the last flip, in the phases of the study
-(`two_colors_q.PHASES`: 0-20k, 20k-50k, 50k-100k, over the flip periods
+(`study.PHASES`: 0-20k, 20k-50k, 50k-100k, over the flip periods
 after the first). In 20k-50k a deadlocked agent needs to explore; does the
 target's churn, and so epsilon, rise there? The inversion is
 exact when the logged epsilon is the one the last meta-step used; a
@@ -36,13 +36,15 @@ import glob
 import json
 import math
 import os
+import sys
 
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import study  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 NUM_ACTIONS = 4
-# Env steps since the last flip (as two_colors_q.PHASES, for a 100k period).
-PHASES = ((0, 20_000), (20_000, 50_000), (50_000, 100_000))
 
 
 def implied_churn(kl, epsilon, num_actions=NUM_ACTIONS):
@@ -94,7 +96,6 @@ def churn_report(root, flip_period):
     p = implied_churn(kl[step], eps)
     rows.append({'env_steps': step, 'epsilon': eps, 'kl': kl[step],
                  'churn': p, 'optimal_epsilon': optimal_epsilon(p),
-                 'since_flip': (step - 1) % flip_period + 1,
                  'after_first_flip': step > flip_period})
 
   def mean(key, subset):
@@ -103,11 +104,8 @@ def churn_report(root, flip_period):
 
   summary = {'run': root, 'windows': len(rows)}
   subsets = {'all': rows}
-  scale = flip_period / 100_000
-  for start, end in PHASES:
-    subsets[f'{start // 1000}k-{end // 1000}k'] = [
-        r for r in rows if r['after_first_flip'] and
-        start * scale < r['since_flip'] <= end * scale]
+  for phase, subset in study.split_by_phase(rows, flip_period):
+    subsets[study.phase_name(*phase)] = subset
   for name, subset in subsets.items():
     for key in ('epsilon', 'churn', 'optimal_epsilon'):
       summary[f'{key}_{name}'] = mean(key, subset)
@@ -121,7 +119,7 @@ def main():
   parser.add_argument('--json', default=None)
   args = parser.parse_args()
   out = []
-  phases = [f'{start // 1000}k-{end // 1000}k' for start, end in PHASES]
+  phases = [study.phase_name(*p) for p in study.PHASES]
   print('| run | epsilon | churn p | eps* = 4p/3 | ' + ' | '.join(
       f'churn (epsilon), {p} after a flip' for p in phases) + ' |')
   print('|---|---|---|---|' + '---|' * len(phases))

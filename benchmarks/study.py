@@ -12,7 +12,7 @@ import sys
 import time
 
 __all__ = ['REPO', 'run_cli', 'run_all', 'stats', 'curves', 'flip_response',
-           'sample_stats']
+           'PHASES', 'split_by_phase', 'phase_name', 'sample_stats']
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 
@@ -141,6 +141,40 @@ def flip_response(steps, values, flip_period, window=10_000):
   return {'flip_ratio': float(np.median(flip)),
           'control_ratio': float(np.median(control)),
           'flips_up': float(np.mean(flip > 1.0))}
+
+
+# Phases of a 100k-step flip period, in env steps since the last flip: the
+# agent first meets the flipped rewards, then must re-explore, then can
+# exploit. Scaled to other flip periods.
+PHASES = ((0, 20_000), (20_000, 50_000), (50_000, 100_000))
+
+
+def split_by_phase(rows, flip_period, step_key='env_steps'):
+  """Logged rows grouped by `PHASES`, over the flip periods after the first.
+
+  Args:
+    rows: dicts with `step_key`, the env step at the end of each window.
+    flip_period: env steps between reward flips.
+    step_key: the step's key in each row.
+
+  Returns:
+    `[((start, end), rows), ...]`, one per phase, `start < steps since the
+    last flip <= end`; rows of the first period (from an empty replay) are
+    left out.
+  """
+  scale = flip_period / 100_000
+  out = []
+  for start, end in PHASES:
+    start, end = start * scale, end * scale
+    out.append(((start, end), [
+        r for r in rows if r[step_key] > flip_period and
+        start < (r[step_key] - 1) % flip_period + 1 <= end]))
+  return out
+
+
+def phase_name(start, end):
+  """'20k-50k' for a phase `(start, end)` in env steps."""
+  return f'{start // 1000:.0f}k-{end // 1000:.0f}k'
 
 
 def sample_stats(samples, reference=None):

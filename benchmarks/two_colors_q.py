@@ -162,37 +162,27 @@ def _flip_response(results, args):
   return rows
 
 
-# Phases of a flip period, in env steps since the last flip: the agent first
-# meets the flipped rewards, then must re-explore, then can exploit.
-PHASES = ((0, 20_000), (20_000, 50_000), (50_000, 100_000))
-
-
 def _phase_table(results, variants, flip_period):
   """Reward per step and epsilon by time since the last flip.
 
-  Averages, per variant, the logged windows of every seed whose end lies in
-  each phase of `PHASES` (scaled to `flip_period`), over flip periods after
-  the first flip (the first period starts from an empty replay).
+  Averages, per variant, the logged windows of every seed in each phase of
+  `study.PHASES` (scaled to `flip_period`), over the flip periods after the
+  first (the first period starts from an empty replay).
 
   Returns:
     {variant: [{'phase': (start, end), 'reward_per_step': float,
     'epsilon': float, 'windows': int}, ...]}.
   """
-  scale = flip_period / 100_000
   out = {}
   for variant in variants:
     rows = [h for r in results if r['variant'] == variant
-            for h in r['history'] if h['env_steps'] > flip_period]
-    out[variant] = []
-    for start, end in PHASES:
-      start, end = start * scale, end * scale
-      sel = [h for h in rows if start < (h['env_steps'] - 1) % flip_period + 1
-             <= end]
-      out[variant].append({
-          'phase': (start, end), 'windows': len(sel),
-          'reward_per_step': (sum(h['reward_per_step'] for h in sel) /
-                              max(1, len(sel))),
-          'epsilon': sum(h['epsilon'] for h in sel) / max(1, len(sel))})
+            for h in r['history']]
+    out[variant] = [{
+        'phase': phase, 'windows': len(sel),
+        'reward_per_step': (sum(h['reward_per_step'] for h in sel) /
+                            max(1, len(sel))),
+        'epsilon': sum(h['epsilon'] for h in sel) / max(1, len(sel))}
+                    for phase, sel in study.split_by_phase(rows, flip_period)]
   return out
 
 
@@ -367,8 +357,8 @@ def main():
                        f'{rose} of {len(sel)}.')
   phases = _phase_table(results, args.variants, args.flip_period)
   summary['by_phase'] = phases
-  heads = [f'{a // 1000:.0f}k-{b // 1000:.0f}k' for a, b in
-           (p['phase'] for p in next(iter(phases.values())))]
+  heads = [study.phase_name(*p['phase'])
+           for p in next(iter(phases.values()))]
   lines += ['', 'Reward per step (and mean epsilon) by env steps since the '
             'last flip, over the flip periods after the first:', '',
             '| variant | ' + ' | '.join(heads) + ' |',
