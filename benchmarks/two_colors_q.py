@@ -18,7 +18,9 @@ and the published 2x128 meta-network; suffix `_mlr1e-2`: meta-Adam 1e-2;
 `_tlr3e-4`, `_tlr1e-3`, `_tlr3e-3`: the target step's Adam at that rate, not
 the learner's 3e-5), `bmg_L32` / `bmg_L128` (longer bootstrap, same updates
 per env step), `bmg_noctx` (one learned logit), `bmg_noctx_tlr1e-3` (one
-logit, target step at 1e-3).
+logit, target step at 1e-3). `oracle_<low>_<high>_<k>k`: a diagnostic, not
+a learner: epsilon `low`, and `high` for the `k` thousand env steps after each
+flip (it reads the env's flip clock).
 Published (follow-up paper, 10M steps, its own scale): fixed 0.58, BMG 1.78
 (1.93 with the reward context).
 
@@ -98,6 +100,16 @@ for _tlr in ('3e-4', '1e-3', '3e-3'):
 # The tuned target step without a context: one learned epsilon logit (the
 # paper's non-contextual BMG-epsilon).
 VARIANTS['bmg_noctx_tlr1e-3'] = ('q_bmg_eps_noctx.gin', _target_lr('1e-3'))
+# Diagnostic oracles, not meta-learners: a fixed epsilon `low`, switched to
+# `high` for the first `k` thousand env steps after each reward flip (the
+# pipeline's `oracle_flip_epsilon`, which reads the env's flip clock). They
+# bound what a flip-triggered epsilon schedule can score with this learner.
+for _low, _high, _k in ((0.1, 0.5, 50), (0.1, 0.7, 50), (0.1, 1.0, 50),
+                        (0.1, 0.7, 30), (0.1, 0.7, 100), (0.05, 0.7, 50),
+                        (0.3, 0.7, 50)):
+  VARIANTS[f'oracle_{_low}_{_high}_{_k}k'] = ('q_fixed_eps.gin', [
+      f'two_colors_q.build.epsilon = {_low}',
+      f'two_colors_q.build.oracle_flip_epsilon = ({_high}, {_k * 1000})'])
 COLOURS = {'fixed_0.01': 'gold', 'fixed_0.1': 'tab:gray',
            'fixed_0.3': 'tab:brown', 'fixed_0.5': 'tab:pink',
            'fixed_0.7': 'tab:olive',
@@ -109,6 +121,16 @@ COLOURS = {'fixed_0.01': 'gold', 'fixed_0.1': 'tab:gray',
            'bmg_published_tlr1e-3': 'darkgreen',
            'bmg_published_tlr3e-3': 'black',
            'bmg_noctx_tlr1e-3': 'lime'}
+
+
+def _colour(variant):
+  if variant in COLOURS:
+    return COLOURS[variant]
+  # The oracles: shades of grey, darker for a larger `high`.
+  high = float(variant.split('_')[2])
+  return str(round(0.75 - 0.5 * high, 2))
+
+
 # A window whose |reward per step| is below this collected next to nothing
 # net: the agent hides (e.g. in a corner after a flip) or cancels out.
 STALLED = 0.005
@@ -202,11 +224,11 @@ def _plots(results, args):
     steps, values = _curves(results, variant, 'reward_per_step')
     if steps is None:
       continue
-    ax.plot(steps, values.mean(0), label=variant, color=COLOURS[variant],
+    ax.plot(steps, values.mean(0), label=variant, color=_colour(variant),
             lw=1)
     if len(values) > 1:
       ax.fill_between(steps, values.min(0), values.max(0), alpha=0.2,
-                      color=COLOURS[variant])
+                      color=_colour(variant))
   mark_flips(ax)
   ax.set_xlabel('env steps')
   ax.set_ylabel(f'reward per step (window {args.log_every})')
@@ -224,10 +246,10 @@ def _plots(results, args):
       continue
     if variant.startswith('bmg'):
       for i, v in enumerate(values):
-        ax.plot(steps, v, color=COLOURS[variant], lw=0.8, alpha=0.8,
+        ax.plot(steps, v, color=_colour(variant), lw=0.8, alpha=0.8,
                 label=variant if i == 0 else None)
     else:
-      ax.plot(steps, values[0], color=COLOURS[variant], lw=0.8, ls='--',
+      ax.plot(steps, values[0], color=_colour(variant), lw=0.8, ls='--',
               label=variant)
   mark_flips(ax)
   ax.set_yscale('log')
@@ -246,7 +268,7 @@ def _plots(results, args):
     if not vals:
       continue
     mean, std = study.stats(vals)
-    ax.bar(i, mean, yerr=std, color=COLOURS[variant], alpha=0.6, capsize=4)
+    ax.bar(i, mean, yerr=std, color=_colour(variant), alpha=0.6, capsize=4)
     ax.scatter([i] * len(vals), vals, color='k', s=12, zorder=3)
   ax.set_xticks(range(len(args.variants)))
   ax.set_xticklabels(args.variants)

@@ -75,6 +75,7 @@ import os
 os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 
 import math  # pylint: disable=g-import-not-at-top,g-bad-import-order
+from typing import Optional, Tuple  # pylint: disable=g-import-not-at-top
 
 import gin
 import tensorflow as tf
@@ -129,6 +130,7 @@ def build(env_name: str = 'TwoColors',
           replay_capacity: int = 20_000,
           min_replay_size: int = 1_000,
           epsilon: float = 0.1,
+          oracle_flip_epsilon: Optional[Tuple[float, int]] = None,
           contextual: bool = True,
           seed: int = 0,
           log_every: int = 50_000,
@@ -165,6 +167,12 @@ def build(env_name: str = 'TwoColors',
       >= sequence_length + 1.
     epsilon: the fixed epsilon ('fixed', in [0, 1]) or the initial value of
       the learned one ('bmg', in (0, 1)).
+    oracle_flip_epsilon: 'fixed' only, a diagnostic, not a meta-learner:
+      `(epsilon_after, steps)` acts with `epsilon_after` for the first
+      `steps` env steps after each reward flip and with `epsilon` at all
+      other times. It reads the env's step count and flip period, which no
+      learner sees, so it bounds what a flip-triggered epsilon schedule can
+      score (benchmarks/two_colors_q.py, `oracle_*` variants).
     contextual: 'bmg' only: learn epsilon as sigmoid(MLP(the reward
       context)); else as one sigmoid logit.
     seed: seed of the networks, env stream, action sampling and replay
@@ -204,6 +212,10 @@ def build(env_name: str = 'TwoColors',
 
   def epsilon_fn():
     return meta(context.value())['epsilon']
+
+  if oracle_flip_epsilon is not None:
+    epsilon_fn = _oracle_epsilon_fn(epsilon_fn, env, method,
+                                    oracle_flip_epsilon)
 
   steps_per_iteration = max(1, round(config.learner_steps / replay_ratio))
   policy = agent.make_policy(env.time_step_spec(), env.action_spec(),
@@ -296,6 +308,29 @@ def _check_settings(config, replay_ratio, sequence_length, min_replay_size,
   _check(replay_capacity >= min_replay_size,
          f'replay_capacity: must be >= min_replay_size = {min_replay_size}, '
          f'got {replay_capacity}.')
+
+
+def _oracle_epsilon_fn(epsilon_fn, env, method, oracle_flip_epsilon):
+  """`epsilon_fn` with `epsilon_after` in the `steps` after each flip."""
+  _check(method == 'fixed', f'oracle_flip_epsilon: only with method '
+         f"'fixed' (a schedule, not a meta-learner), got {method!r}.")
+  _check(len(oracle_flip_epsilon) == 2, f'oracle_flip_epsilon: must be '
+         f'(epsilon_after, steps), got {oracle_flip_epsilon!r}.')
+  after, steps = oracle_flip_epsilon
+  _check(0.0 <= after <= 1.0, f'oracle_flip_epsilon: epsilon_after must be '
+         f'in [0, 1], got {after}.')
+  _check(isinstance(steps, int) and steps >= 1, f'oracle_flip_epsilon: '
+         f'steps must be an int >= 1, got {steps!r}.')
+  period = env.flip_period
+
+  def oracle_epsilon_fn():
+    # The reward of the step taken at count t is set by t // period.
+    t = env.step_count[0]
+    in_window = tf.logical_and(t >= period, t % period < steps)
+    return tf.where(in_window, tf.constant(after, tf.float32),
+                    tf.cast(epsilon_fn(), tf.float32))
+
+  return oracle_epsilon_fn
 
 
 def _data_fns(agent, env, policy, replay, context, stats, epsilon_fn,

@@ -309,3 +309,67 @@ def test_bad_settings_name_the_argument(tmp_path, override, bindings, name):
   gin.parse_config_files_and_bindings([BMG_GIN], OBJECTS + bindings)
   with pytest.raises(ValueError, match=name):
     two_colors_q.train_eval(str(tmp_path), **{**TINY, **override})
+
+
+FIXED_GIN = os.path.join(REPO, 'gin', 'two_colors', 'q_fixed_eps.gin')
+
+
+def _epsilon_greedy_entropy(eps, num_actions=4):
+  greedy = 1 - eps + eps / num_actions
+  return -(greedy * np.log(greedy) +
+           (num_actions - 1) * eps / num_actions * np.log(eps / num_actions))
+
+
+def test_oracle_flip_epsilon_acts_only_in_the_window_after_each_flip(
+    tmp_path):
+  """`oracle_flip_epsilon=(0.9, 240)` with flips every 600 steps: the chunks
+  collected 600-840 and 1200-1440 act with 0.9, all others with 0.2."""
+  period, after, window = 600, 0.9, 240
+  bindings = [f'two_colors_q.build.{k} = {v!r}' for k, v in TINY.items()] + [
+      'QLearner.hidden_sizes = (16, 16)', 'MetaLearner.jit_compile = False',
+      'MetaLearner.steps_per_call = 1', 'BootstrapConfig.k_steps = 3',
+      'two_colors_q.build.epsilon = 0.2',
+      f'two_colors_q.build.oracle_flip_epsilon = ({after}, {window})',
+      f'TFTwoColors.flip_period = {period}',
+      'two_colors_q.build.num_env_steps = 1560',
+      'two_colors_q.build.log_every = 120', 'two_colors_q.build.export = False']
+  gin.clear_config()
+  try:
+    gin.parse_config_files_and_bindings([FIXED_GIN], bindings)
+    result = experiment.run(root_dir=str(tmp_path / 'run'))
+  finally:
+    gin.clear_config()
+  # 12 env steps per iteration (3 updates / 0.25): windows of 120 steps are
+  # whole chunks, so each window acted with one epsilon throughout.
+  assert result['env_steps_per_iteration'] == 12
+  history = result['history']
+  assert [r['env_steps'] for r in history] == list(range(120, 1561, 120))
+  for row in history:
+    start = row['env_steps'] - 120  # The window's first env step.
+    want = after if start >= period and start % period < window else 0.2
+    np.testing.assert_allclose(row['policy_entropy'],
+                               _epsilon_greedy_entropy(want), rtol=1e-5,
+                               err_msg=str(row))
+  # The run ends at 1560 = 2 * 600 + 360: outside the window.
+  assert result['env_steps'] == 1560 and result['epsilon'] == pytest.approx(
+      0.2)
+
+
+@pytest.mark.parametrize('oracle, name', [
+    ((0.5, 100), "only with method 'fixed'"),
+    ((1.5, 100), 'epsilon_after must be in'),
+    ((0.5, 0), 'steps must be an int'),
+])
+def test_oracle_flip_epsilon_rejects_bad_settings(tmp_path, oracle, name):
+  bindings = list(OBJECTS)
+  if oracle[0] != 0.5 or oracle[1] != 100:
+    bindings += ["BootstrapConfig.method = 'fixed'",
+                 "BootstrapConfig.continue_from = 'K'",
+                 'BootstrapConfig.k_steps = 15']
+  gin.parse_config_files_and_bindings([BMG_GIN], bindings)
+  try:
+    with pytest.raises(ValueError, match=name):
+      two_colors_q.train_eval(str(tmp_path), oracle_flip_epsilon=oracle,
+                              **TINY)
+  finally:
+    gin.clear_config()
