@@ -18,7 +18,8 @@ and the published 2x128 meta-network; suffix `_mlr1e-2`: meta-Adam 1e-2;
 `_tlr3e-4`, `_tlr1e-3`, `_tlr3e-3`: the target step's Adam at that rate, not
 the learner's 3e-5), `bmg_L32` / `bmg_L128` (longer bootstrap, same updates
 per env step), `bmg_noctx` (one learned logit), `bmg_noctx_tlr1e-3` (one
-logit, target step at 1e-3). `oracle_<low>_<high>_<k>k`: a diagnostic, not
+logit, target step at 1e-3), `bmg_published_sgd0.01` / `_sgd0.03` (the
+target step as SGD at that rate). `oracle_<low>_<high>_<k>k`: a diagnostic, not
 a learner: epsilon `low`, and `high` for the `k` thousand env steps after each
 flip (it reads the env's flip clock).
 Published (follow-up paper, 10M steps, its own scale): fixed 0.58, BMG 1.78
@@ -100,6 +101,14 @@ for _tlr in ('3e-4', '1e-3', '3e-3'):
 # The tuned target step without a context: one learned epsilon logit (the
 # paper's non-contextual BMG-epsilon).
 VARIANTS['bmg_noctx_tlr1e-3'] = ('q_bmg_eps_noctx.gin', _target_lr('1e-3'))
+# The target step as plain SGD, whose step grows with the TD errors (Adam's
+# is about the learning rate whatever the evidence): does the churn, and so
+# epsilon, then rise where the replay holds news (after a flip)?
+for _tlr in ('0.01', '0.03'):
+  VARIANTS[f'bmg_published_sgd{_tlr}'] = ('q_bmg_eps.gin', _STEP_CONTEXT +
+                                          _PUBLISHED_NET + _target_lr(_tlr) + [
+                                              "target/create_optimizer.name "
+                                              "= 'sgd'"])
 # Diagnostic oracles, not meta-learners: a fixed epsilon `low`, switched to
 # `high` for the first `k` thousand env steps after each reward flip (the
 # pipeline's `oracle_flip_epsilon`, which reads the env's flip clock). They
@@ -120,7 +129,8 @@ COLOURS = {'fixed_0.01': 'gold', 'fixed_0.1': 'tab:gray',
            'bmg_published_tlr3e-4': 'magenta',
            'bmg_published_tlr1e-3': 'darkgreen',
            'bmg_published_tlr3e-3': 'black',
-           'bmg_noctx_tlr1e-3': 'lime'}
+           'bmg_noctx_tlr1e-3': 'lime',
+           'bmg_published_sgd0.01': 'teal', 'bmg_published_sgd0.03': 'coral'}
 
 
 def _colour(variant):
