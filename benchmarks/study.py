@@ -149,13 +149,23 @@ def flip_response(steps, values, flip_period, window=10_000):
 PHASES = ((0, 20_000), (20_000, 50_000), (50_000, 100_000))
 
 
-def split_by_phase(rows, flip_period, step_key='env_steps'):
-  """Logged rows grouped by `PHASES`, over the flip periods after the first.
+def split_by_phase(rows, flip_period, step_key='env_steps', windows=False,
+                   phases=PHASES):
+  """One run's logged rows grouped by `PHASES`, after the first flip period.
 
   Args:
-    rows: dicts with `step_key`, the env step at the end of each window.
+    rows: one run's dicts with `step_key`, the env step at which each was
+      logged, in increasing order.
     flip_period: env steps between reward flips.
     step_key: the step's key in each row.
+    windows: False: each row is a value at its step (epsilon, the last
+      meta-step's loss) and falls in the phase of that step. True: each row
+      averages the steps since the previous row (since 0 for the first), as
+      reward per step does; it falls in the phase of its window's midpoint,
+      and a window with a flip inside it falls in none (it mixes the old
+      rewards with the new).
+    phases: `((start, end), ...)` in env steps since the last flip, for a
+      100k flip period (scaled to `flip_period`).
 
   Returns:
     `[((start, end), rows), ...]`, one per phase, `start < steps since the
@@ -163,12 +173,23 @@ def split_by_phase(rows, flip_period, step_key='env_steps'):
     left out.
   """
   scale = flip_period / 100_000
+  placed = []  # (steps since the last flip, row)
+  previous = 0
+  for r in rows:
+    end = r[step_key]
+    if not windows:
+      placed.append((end, r))
+    elif previous // flip_period == (end - 1) // flip_period:
+      # Steps `previous .. end - 1` share one reward sign (a flip at
+      # `previous` itself starts the window): the midpoint's phase.
+      placed.append(((previous + end) / 2, r))
+    previous = end
   out = []
-  for start, end in PHASES:
+  for start, end in phases:
     start, end = start * scale, end * scale
     out.append(((start, end), [
-        r for r in rows if r[step_key] > flip_period and
-        start < (r[step_key] - 1) % flip_period + 1 <= end]))
+        r for at, r in placed if at > flip_period and
+        start < (at - 1) % flip_period + 1 <= end]))
   return out
 
 

@@ -194,12 +194,19 @@ def _flip_response(results, args):
   return rows
 
 
-def _phase_table(results, variants, flip_period):
+# 10k-step windows since the last flip (placed by their midpoints; the
+# windows that hold a flip fall in none, so 90k-100k stays empty).
+PROFILE = tuple((k * 10_000, (k + 1) * 10_000) for k in range(9))
+
+
+def _phase_table(results, variants, flip_period, phases=study.PHASES):
   """Reward per step and epsilon by time since the last flip.
 
   Averages, per variant, the logged windows of every seed in each phase of
-  `study.PHASES` (scaled to `flip_period`), over the flip periods after the
-  first (the first period starts from an empty replay).
+  `phases` (scaled to `flip_period`), over the flip periods after the
+  first (the first period starts from an empty replay). A window is placed
+  by its midpoint; one with a flip inside it is left out. Epsilon is the
+  value at each of those windows' ends.
 
   Returns:
     {variant: [{'phase': (start, end), 'reward_per_step': float,
@@ -207,14 +214,19 @@ def _phase_table(results, variants, flip_period):
   """
   out = {}
   for variant in variants:
-    rows = [h for r in results if r['variant'] == variant
-            for h in r['history']]
-    out[variant] = [{
-        'phase': phase, 'windows': len(sel),
-        'reward_per_step': (sum(h['reward_per_step'] for h in sel) /
-                            max(1, len(sel))),
-        'epsilon': sum(h['epsilon'] for h in sel) / max(1, len(sel))}
-                    for phase, sel in study.split_by_phase(rows, flip_period)]
+    # Per phase, the windows of every seed (split run by run).
+    split = [study.split_by_phase(r['history'], flip_period, windows=True,
+                                  phases=phases)
+             for r in results if r['variant'] == variant]
+    out[variant] = []
+    for i, (phase, _) in enumerate(
+        study.split_by_phase([], flip_period, phases=phases)):
+      sel = [h for run in split for h in run[i][1]]
+      out[variant].append({
+          'phase': phase, 'windows': len(sel),
+          'reward_per_step': (sum(h['reward_per_step'] for h in sel) /
+                              max(1, len(sel))),
+          'epsilon': sum(h['epsilon'] for h in sel) / max(1, len(sel))})
   return out
 
 
@@ -387,18 +399,22 @@ def main():
                        f'from {ratios[0]:.2f} to {ratios[-1]:.2f} (median '
                        f'{ratios[len(ratios) // 2]:.2f}); above 1.5 in '
                        f'{rose} of {len(sel)}.')
-  phases = _phase_table(results, args.variants, args.flip_period)
-  summary['by_phase'] = phases
-  heads = [study.phase_name(*p['phase'])
-           for p in next(iter(phases.values()))]
-  lines += ['', 'Reward per step (and mean epsilon) by env steps since the '
-            'last flip, over the flip periods after the first:', '',
-            '| variant | ' + ' | '.join(heads) + ' |',
-            '|---|' + '---|' * len(heads)]
-  for variant, cells in phases.items():
-    lines.append(f'| {variant} | ' + ' | '.join(
-        f"{c['reward_per_step']:.3f} ({c['epsilon']:.2f})" for c in cells) +
-                 ' |')
+  for key, phases, title, cell in (
+      ('by_phase', study.PHASES, 'Reward per step (and mean epsilon)',
+       lambda c: f"{c['reward_per_step']:.3f} ({c['epsilon']:.2f})"),
+      ('by_10k_window', PROFILE, 'Reward per step',
+       lambda c: f"{c['reward_per_step']:.3f}")):
+    table = _phase_table(results, args.variants, args.flip_period, phases)
+    summary[key] = table
+    heads = [study.phase_name(*p['phase'])
+             for p in next(iter(table.values()))]
+    lines += ['', f'{title} by env steps since the last flip, over the flip '
+              'periods after the first (each 10k log window placed by its '
+              'midpoint; windows holding a flip left out):', '',
+              '| variant | ' + ' | '.join(heads) + ' |',
+              '|---|' + '---|' * len(heads)]
+    for variant, cells in table.items():
+      lines.append(f'| {variant} | ' + ' | '.join(map(cell, cells)) + ' |')
   with open(os.path.join(args.out, 'two_colors_q.json'), 'w') as f:
     json.dump(summary, f, indent=2)
   table = '\n'.join(lines)

@@ -55,3 +55,23 @@ def test_sample_stats_leaves_out_diverged_samples():
   assert got['finite_fraction'] == pytest.approx(0.5)
   assert got['mean'] == pytest.approx(2.0)
   assert math.isnan(study.sample_stats([float('nan'), 1.0])['mean'])
+
+
+def test_split_by_phase_places_windows_by_midpoint_and_drops_flip_windows():
+  # Windows end 380 steps past each 10k mark, as 480-step calls make them:
+  # (90_380, 100_380] straddles the flip at 100k.
+  ends = [10_000 * k + 380 for k in range(1, 31)]
+  rows = [{'env_steps': e, 'at': e} for e in ends]
+  phases = study.split_by_phase(rows, 100_000, windows=True)
+  got = {study.phase_name(*p): [r['at'] for r in sel] for p, sel in phases}
+  # The first period is left out; the windows ending at 100_380, 200_380 and
+  # 300_380 hold a flip: in no phase.
+  assert got['0k-20k'] == [110_380, 120_380, 210_380, 220_380]
+  assert got['20k-50k'] == [130_380, 140_380, 150_380, 230_380, 240_380,
+                            250_380]
+  assert got['50k-100k'] == [160_380, 170_380, 180_380, 190_380, 260_380,
+                             270_380, 280_380, 290_380]
+  # Point values (epsilon at the row's step) are placed by their step: the
+  # row at 100_380 is 380 steps after the flip.
+  points = study.split_by_phase(rows, 100_000)
+  assert [r['at'] for r in points[0][1]][:2] == [100_380, 110_380]
