@@ -132,6 +132,7 @@ def build(env_name: str = 'TwoColors',
           epsilon: float = 0.1,
           oracle_flip_epsilon: Optional[Tuple[float, int]] = None,
           contextual: bool = True,
+          target_recent_frames: Optional[int] = None,
           seed: int = 0,
           log_every: int = 50_000,
           checkpoint_every: int = 500_000,
@@ -175,6 +176,12 @@ def build(env_name: str = 'TwoColors',
       score (benchmarks/two_colors_q.py, `oracle_*` variants).
     contextual: 'bmg' only: learn epsilon as sigmoid(MLP(the reward
       context)); else as one sigmoid logit.
+    target_recent_frames: 'bmg' only. None: the target's batch (the L-th,
+      whose states the meta-loss also uses) is drawn from the whole replay,
+      as the others. W: it is drawn from the W newest frames
+      (`get_next_recent`), so that the target sees what the agent met
+      lately (a flip) before the stale part of the replay has turned over;
+      the L-1 kept updates still sample the whole replay.
     seed: seed of the networks, env stream, action sampling and replay
       sampling (`tf.random.set_seed(seed)` too).
     log_every: env steps between progress lines, summaries and history rows.
@@ -230,10 +237,17 @@ def build(env_name: str = 'TwoColors',
   if method == 'bmg':
     with gin.config_scope('target'):
       target = optimizers.create_optimizer()
+  if target_recent_frames is not None:
+    _check(method == 'bmg', f"target_recent_frames: only with method 'bmg' "
+           f'(the target batch), got {method!r}.')
+    _check(sequence_length + 1 <= target_recent_frames <= replay_capacity,
+           f'target_recent_frames: must be in [sequence_length + 1, '
+           f'replay_capacity] = [{sequence_length + 1}, {replay_capacity}], '
+           f'got {target_recent_frames}.')
   warm_up, data_fn = _data_fns(
       agent, env, policy, replay, context, stats, epsilon_fn,
       steps_per_iteration, config.batches_per_step, batch_size,
-      sequence_length)
+      sequence_length, target_recent_frames)
   learner = meta_learner_lib.MetaLearner(
       agent.params, meta, agent.objectives(), config,
       inner_optimizer=inner, target_optimizer=target,
@@ -334,7 +348,8 @@ def _oracle_epsilon_fn(epsilon_fn, env, method, oracle_flip_epsilon):
 
 
 def _data_fns(agent, env, policy, replay, context, stats, epsilon_fn,
-              steps_per_iteration, num_batches, batch_size, sequence_length):
+              steps_per_iteration, num_batches, batch_size, sequence_length,
+              target_recent_frames=None):
   """The warm-up function and the learner's `data_fn` (graph code).
 
   Returns:
@@ -363,8 +378,19 @@ def _data_fns(agent, env, policy, replay, context, stats, epsilon_fn,
 
   def data_fn():
     collect_and_add()
-    traj, _ = replay.get_next(sample_batch_size=num_batches * batch_size,
-                              num_steps=sequence_length + 1)
+    if target_recent_frames is None:
+      traj, _ = replay.get_next(sample_batch_size=num_batches * batch_size,
+                                num_steps=sequence_length + 1)
+    else:
+      # Batches 0..N-2 from the whole replay, the target's (N-1) from the
+      # newest frames.
+      kept, _ = replay.get_next(
+          sample_batch_size=(num_batches - 1) * batch_size,
+          num_steps=sequence_length + 1)
+      recent, _ = replay.get_next_recent(batch_size, sequence_length + 1,
+                                         target_recent_frames)
+      traj = tf.nest.map_structure(lambda a, b: tf.concat([a, b], 0), kept,
+                                   recent)
     batch = q_learning.batch_from_trajectory(traj)
     batches = tf.nest.map_structure(
         lambda t: tf.reshape(t, [num_batches, batch_size] +

@@ -92,34 +92,68 @@ class SeededUniformReplayBuffer(
                        'only time_stacked=True.')
     with tf.device(self._device), tf.name_scope(self._scope):
       with tf.name_scope('get_next'):
-        last_id = self._get_last_id()
-        steps = 1 if num_steps is None else int(num_steps)
-        # Valid window starts [min_id, max_id): TF-Agents' rule.
-        min_id = tf.maximum(last_id + 1 - self._max_length, 0)
-        max_id = tf.maximum(last_id + 2 - steps, 0)
-        shape = () if sample_batch_size is None else (sample_batch_size,)
-        check = tf.debugging.assert_greater(
-            max_id, min_id, message=(
-                'SeededUniformReplayBuffer holds too few frames to sample '
-                'from; add items before sampling.'))
-        with tf.control_dependencies([check]):
-          seeds = self.generator.make_seeds(2)
-          ids = tf.random.stateless_uniform(
-              shape, seeds[:, 0], minval=min_id, maxval=max_id,
-              dtype=tf.int64, alg='philox')
-        offsets = tf.random.stateless_uniform(
-            shape, seeds[:, 1], minval=0, maxval=self._batch_size,
-            dtype=tf.int64, alg='philox') * self._max_length
-        if num_steps is not None:
-          ids = ids[..., None] + tf.range(steps, dtype=tf.int64)
-          offsets = offsets[..., None]
-        rows = tf.math.mod(ids, self._max_length) + offsets
-        probability = 1.0 / tf.cast((max_id - min_id) * self._batch_size,
-                                    tf.float32)
-        info = tf_uniform_replay_buffer.BufferInfo(
-            ids=self._id_table.read(rows),
-            probabilities=tf.fill(shape, probability))
-        return self._data_table.read(rows), info
+        return self._sample(sample_batch_size, num_steps, None)
+
+  def get_next_recent(self, sample_batch_size: int, num_steps: int,
+                      recent_frames: int):
+    """Samples uniformly over the valid windows in the newest frames.
+
+    The same draw as `get_next` (one seed pair from `self.generator`), over
+    the window starts whose `num_steps` frames all lie in the newest
+    `recent_frames` frames of a stream (all valid windows while the buffer
+    holds fewer).
+
+    Args:
+      sample_batch_size: B, windows drawn.
+      num_steps: T, frames per window.
+      recent_frames: W >= T, how far back the windows may start.
+
+    Returns:
+      `(items, BufferInfo)`: items `[B, T, ...]`, as `get_next`.
+
+    Raises:
+      ValueError: if `recent_frames` < `num_steps` or > `max_length`.
+    """
+    if not num_steps <= recent_frames <= self._max_length:
+      raise ValueError(f'recent_frames: must be in [num_steps, max_length] = '
+                       f'[{num_steps}, {self._max_length}], got '
+                       f'{recent_frames}.')
+    with tf.device(self._device), tf.name_scope(self._scope):
+      with tf.name_scope('get_next_recent'):
+        return self._sample(sample_batch_size, num_steps, recent_frames)
+
+  def _sample(self, sample_batch_size, num_steps, recent_frames):
+    """Draws windows uniformly; `recent_frames` (if set) bounds their age."""
+    last_id = self._get_last_id()
+    steps = 1 if num_steps is None else int(num_steps)
+    # Valid window starts [min_id, max_id): TF-Agents' rule.
+    min_id = tf.maximum(last_id + 1 - self._max_length, 0)
+    if recent_frames is not None:
+      min_id = tf.maximum(min_id, last_id + 1 - recent_frames)
+    max_id = tf.maximum(last_id + 2 - steps, 0)
+    shape = () if sample_batch_size is None else (sample_batch_size,)
+    check = tf.debugging.assert_greater(
+        max_id, min_id, message=(
+            'SeededUniformReplayBuffer holds too few frames to sample '
+            'from; add items before sampling.'))
+    with tf.control_dependencies([check]):
+      seeds = self.generator.make_seeds(2)
+      ids = tf.random.stateless_uniform(
+          shape, seeds[:, 0], minval=min_id, maxval=max_id,
+          dtype=tf.int64, alg='philox')
+    offsets = tf.random.stateless_uniform(
+        shape, seeds[:, 1], minval=0, maxval=self._batch_size,
+        dtype=tf.int64, alg='philox') * self._max_length
+    if num_steps is not None:
+      ids = ids[..., None] + tf.range(steps, dtype=tf.int64)
+      offsets = offsets[..., None]
+    rows = tf.math.mod(ids, self._max_length) + offsets
+    probability = 1.0 / tf.cast((max_id - min_id) * self._batch_size,
+                                tf.float32)
+    info = tf_uniform_replay_buffer.BufferInfo(
+        ids=self._id_table.read(rows),
+        probabilities=tf.fill(shape, probability))
+    return self._data_table.read(rows), info
 
 
 class InGraphUniformReplayBuffer(SeededUniformReplayBuffer):

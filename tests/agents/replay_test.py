@@ -130,3 +130,37 @@ def test_in_graph_buffer_compiles_and_samples_as_the_seeded_buffer(tmp_path):
   np.testing.assert_array_equal(
       fresh.get_next(sample_batch_size=6, num_steps=4)[0]['n'],
       ours.get_next(sample_batch_size=6, num_steps=4)[0]['n'])
+
+
+@pytest.mark.parametrize('jit_compile', [False, True])
+def test_get_next_recent_draws_every_window_in_the_newest_frames(jit_compile):
+  spec = tensor_spec.TensorSpec([], tf.int64)
+  buffer = replay.InGraphUniformReplayBuffer(spec, batch_size=2,
+                                             max_length=20, seed=3)
+  for i in range(33):  # Frames 13..32 of both streams remain.
+    buffer.add_batch(tf.constant([i, 100 + i], tf.int64))
+  sample = tf.function(
+      lambda: buffer.get_next_recent(256, 5, recent_frames=8)[0],
+      jit_compile=jit_compile)
+  windows = np.concatenate([sample().numpy() for _ in range(4)])
+  assert windows.shape == (1024, 5)
+  np.testing.assert_array_equal(np.diff(windows, axis=1), 1)
+  # The newest 8 frames are 25..32: windows of 5 start at 25..28, in
+  # either stream, and every one of them is drawn.
+  starts = windows[:, 0]
+  assert set(starts) == {25, 26, 27, 28, 125, 126, 127, 128}
+  # With fewer frames than `recent_frames`, every valid window qualifies.
+  small = replay.SeededUniformReplayBuffer(spec, batch_size=1, max_length=20,
+                                           seed=3)
+  for i in range(6):
+    small.add_batch(tf.constant([i], tf.int64))
+  got = small.get_next_recent(64, 5, recent_frames=8)[0].numpy()
+  assert set(got[:, 0]) == {0, 1}
+
+
+@pytest.mark.parametrize('recent_frames', [4, 21])
+def test_get_next_recent_rejects_a_bad_window(recent_frames):
+  buffer = replay.SeededUniformReplayBuffer(
+      tensor_spec.TensorSpec([], tf.int64), batch_size=1, max_length=20)
+  with pytest.raises(ValueError, match='recent_frames'):
+    buffer.get_next_recent(8, 5, recent_frames)

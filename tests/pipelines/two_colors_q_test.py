@@ -304,6 +304,11 @@ def test_export_loads_in_a_fresh_process_without_bmg_tf(tmp_path,
     (dict(epsilon=1.5), ["BootstrapConfig.method = 'fixed'",
                          "BootstrapConfig.continue_from = 'K'",
                          'BootstrapConfig.k_steps = 15'], 'epsilon'),
+    (dict(target_recent_frames=4), [], 'target_recent_frames: must be in'),
+    (dict(target_recent_frames=60), ["BootstrapConfig.method = 'fixed'",
+                                     "BootstrapConfig.continue_from = 'K'",
+                                     'BootstrapConfig.k_steps = 15'],
+     "target_recent_frames: only with method 'bmg'"),
 ])
 def test_bad_settings_name_the_argument(tmp_path, override, bindings, name):
   gin.parse_config_files_and_bindings([BMG_GIN], OBJECTS + bindings)
@@ -373,3 +378,23 @@ def test_oracle_flip_epsilon_rejects_bad_settings(tmp_path, oracle, name):
                               **TINY)
   finally:
     gin.clear_config()
+
+
+def test_target_batch_from_recent_frames_trains_and_changes_the_run(
+    tmp_path):
+  """`target_recent_frames` draws the target's batch from the newest frames
+  (the sampling itself: tests/agents/replay_test.py); the run trains, with
+  the same updates, to another epsilon than the whole-replay target."""
+  budget = TINY['min_replay_size'] + 20 * round(
+      (L_STEPS - 1) / TINY['replay_ratio'])
+  common = [b for b in SMALL if 'steps_per_call' not in b] + [
+      f'two_colors_q.build.num_env_steps = {budget}',
+      'two_colors_q.build.export = False', 'MetaLearner.steps_per_call = 4']
+  whole, _ = _in_process(tmp_path / 'whole', common)
+  recent, _ = _in_process(tmp_path / 'recent', common + [
+      'two_colors_q.build.target_recent_frames = 60'])
+  assert recent['env_steps'] == whole['env_steps'] == budget
+  assert recent['learner_updates'] == whole['learner_updates'] == 20 * (
+      L_STEPS - 1)
+  assert np.isfinite(recent['epsilon']) and recent['epsilon'] != 0.1
+  assert recent['epsilon'] != whole['epsilon']
