@@ -230,7 +230,9 @@ def _pipeline_worker(xla, steps, window, steps_per_call, pieces):
        # tuning; it now ships a 2x128 net on the last 100 step rewards),
        # so that both loops do the same work.
        "RewardContext.granularity = 'rollout'", 'RewardContext.window = 10',
-       'ContextualMetaParameters.hidden_sizes = (32,)'])
+       'ContextualMetaParameters.hidden_sizes = (32,)',
+       # The bare loop draws all L batches from the whole replay.
+       'two_colors_q.build.target_recent_frames = None'])
   exp = two_colors_q.build(export=False, seed=0)
   loop = exp.train()
   stats = exp.trackables['stats']

@@ -62,9 +62,9 @@ VARIANTS = {
                      [f'two_colors_q.build.epsilon = {eps}'])
     for eps in (0.01, 0.1, 0.3, 0.5, 0.7)
 }
-# Every BMG variant states its context, meta-network and target step, so it
-# stays what it was measured as whatever q_bmg_eps.gin ships (now the tuned
-# `bmg_published_tlr1e-3`).
+# Every BMG variant states its context, meta-network, target step and target
+# batch, so it stays what it was measured as whatever q_bmg_eps.gin ships
+# (now the tuned `bmg_published_tlr1e-3_recent2k`).
 _CHUNK_CONTEXT = ["RewardContext.granularity = 'rollout'",
                   'RewardContext.window = 10']
 # The published set-up's context: the last 100 single-step rewards.
@@ -117,6 +117,12 @@ VARIANTS['bmg_published_tlr1e-3_recent2k'] = ('q_bmg_eps.gin', _STEP_CONTEXT +
                                               _PUBLISHED_NET +
                                               _target_lr('1e-3') + [
     'two_colors_q.build.target_recent_frames = 2000'])
+# Every other BMG variant on q_bmg_eps.gin (which now ships the recent
+# target batch) draws its target batch from the whole replay, as measured.
+for _name, (_file, _bindings) in VARIANTS.items():
+  if _file == 'q_bmg_eps.gin' and not any('target_recent_frames' in b
+                                          for b in _bindings):
+    _bindings.append('two_colors_q.build.target_recent_frames = None')
 # Diagnostic oracles, not meta-learners: a fixed epsilon `low`, switched to
 # `high` for the first `k` thousand env steps after each reward flip (the
 # pipeline's `oracle_flip_epsilon`, which reads the env's flip clock). They

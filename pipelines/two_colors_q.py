@@ -179,9 +179,10 @@ def build(env_name: str = 'TwoColors',
     target_recent_frames: 'bmg' only. None: the target's batch (the L-th,
       whose states the meta-loss also uses) is drawn from the whole replay,
       as the others. W: it is drawn from the W newest frames
-      (`get_next_recent`), so that the target sees what the agent met
-      lately (a flip) before the stale part of the replay has turned over;
-      the L-1 kept updates still sample the whole replay.
+      (`get_next_recent`; all of them if W >= `replay_capacity`), so that
+      the target sees what the agent met lately (a flip) before the stale
+      part of the replay has turned over; the L-1 kept updates still sample
+      the whole replay.
     seed: seed of the networks, env stream, action sampling and replay
       sampling (`tf.random.set_seed(seed)` too).
     log_every: env steps between progress lines, summaries and history rows.
@@ -240,10 +241,11 @@ def build(env_name: str = 'TwoColors',
   if target_recent_frames is not None:
     _check(method == 'bmg', f"target_recent_frames: only with method 'bmg' "
            f'(the target batch), got {method!r}.')
-    _check(sequence_length + 1 <= target_recent_frames <= replay_capacity,
-           f'target_recent_frames: must be in [sequence_length + 1, '
-           f'replay_capacity] = [{sequence_length + 1}, {replay_capacity}], '
-           f'got {target_recent_frames}.')
+    _check(target_recent_frames >= sequence_length + 1,
+           f'target_recent_frames: must be >= sequence_length + 1 = '
+           f'{sequence_length + 1}, got {target_recent_frames}.')
+    # The newest W frames of a smaller buffer are all of it.
+    target_recent_frames = min(target_recent_frames, replay_capacity)
   warm_up, data_fn = _data_fns(
       agent, env, policy, replay, context, stats, epsilon_fn,
       steps_per_iteration, config.batches_per_step, batch_size,

@@ -304,7 +304,7 @@ def test_export_loads_in_a_fresh_process_without_bmg_tf(tmp_path,
     (dict(epsilon=1.5), ["BootstrapConfig.method = 'fixed'",
                          "BootstrapConfig.continue_from = 'K'",
                          'BootstrapConfig.k_steps = 15'], 'epsilon'),
-    (dict(target_recent_frames=4), [], 'target_recent_frames: must be in'),
+    (dict(target_recent_frames=4), [], 'target_recent_frames: must be >='),
     (dict(target_recent_frames=60), ["BootstrapConfig.method = 'fixed'",
                                      "BootstrapConfig.continue_from = 'K'",
                                      'BootstrapConfig.k_steps = 15'],
@@ -390,7 +390,8 @@ def test_target_batch_from_recent_frames_trains_and_changes_the_run(
   common = [b for b in SMALL if 'steps_per_call' not in b] + [
       f'two_colors_q.build.num_env_steps = {budget}',
       'two_colors_q.build.export = False', 'MetaLearner.steps_per_call = 4']
-  whole, _ = _in_process(tmp_path / 'whole', common)
+  whole, _ = _in_process(tmp_path / 'whole', common + [
+      'two_colors_q.build.target_recent_frames = None'])
   recent, _ = _in_process(tmp_path / 'recent', common + [
       'two_colors_q.build.target_recent_frames = 60'])
   assert recent['env_steps'] == whole['env_steps'] == budget
