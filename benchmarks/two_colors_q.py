@@ -19,8 +19,8 @@ and the published 2x128 meta-network; suffix `_mlr1e-2`: meta-Adam 1e-2;
 the learner's 3e-5), `bmg_L32` / `bmg_L128` (longer bootstrap, same updates
 per env step), `bmg_noctx` (one learned logit), `bmg_noctx_tlr1e-3` (one
 logit, target step at 1e-3), `bmg_published_sgd0.01` / `_sgd0.03` (the
-target step as SGD at that rate), `bmg_published_tlr1e-3_recent2k` (the
-target batch from the newest 2k frames). `oracle_<low>_<high>_<k>k`: a diagnostic, not
+target step as SGD at that rate), `bmg_published_tlr1e-3_recent{500,2k,8k}`
+(the target batch from the newest 500, 2k or 8k frames). `oracle_<low>_<high>_<k>k`: a diagnostic, not
 a learner: epsilon `low`, and `high` for the `k` thousand env steps after each
 flip (it reads the env's flip clock).
 Published (follow-up paper, 10M steps, its own scale): fixed 0.58, BMG 1.78
@@ -113,10 +113,10 @@ for _tlr in ('0.01', '0.03'):
 # The shipped BMG with its target batch (and so the matching states) drawn
 # from the newest 2k frames, not the whole 20k replay: right after a flip the
 # replay is mostly stale, so a uniform target batch hardly sees the flip.
-VARIANTS['bmg_published_tlr1e-3_recent2k'] = ('q_bmg_eps.gin', _STEP_CONTEXT +
-                                              _PUBLISHED_NET +
-                                              _target_lr('1e-3') + [
-    'two_colors_q.build.target_recent_frames = 2000'])
+for _name, _frames in (('500', 500), ('2k', 2000), ('8k', 8000)):
+  VARIANTS[f'bmg_published_tlr1e-3_recent{_name}'] = (
+      'q_bmg_eps.gin', _STEP_CONTEXT + _PUBLISHED_NET + _target_lr('1e-3') +
+      [f'two_colors_q.build.target_recent_frames = {_frames}'])
 # Every other BMG variant on q_bmg_eps.gin (which now ships the recent
 # target batch) draws its target batch from the whole replay, as measured.
 for _name, (_file, _bindings) in VARIANTS.items():
@@ -145,7 +145,9 @@ COLOURS = {'fixed_0.01': 'gold', 'fixed_0.1': 'tab:gray',
            'bmg_published_tlr3e-3': 'black',
            'bmg_noctx_tlr1e-3': 'lime',
            'bmg_published_sgd0.01': 'teal', 'bmg_published_sgd0.03': 'coral',
-           'bmg_published_tlr1e-3_recent2k': 'gold'}
+           'bmg_published_tlr1e-3_recent500': 'khaki',
+           'bmg_published_tlr1e-3_recent2k': 'gold',
+           'bmg_published_tlr1e-3_recent8k': 'goldenrod'}
 
 
 def _colour(variant):
