@@ -182,6 +182,16 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path,
           (whole / 'result.json').read_text())['history']]
 
 
+def _twenty_iterations(*drop):
+  """`(budget, bindings)`: SMALL without the bindings naming any of `drop`,
+  for a run of the warm-up then 20 iterations, without export."""
+  budget = TINY['min_replay_size'] + 20 * round(
+      (L_STEPS - 1) / TINY['replay_ratio'])
+  return budget, [b for b in SMALL if not any(d in b for d in drop)] + [
+      f'two_colors_q.build.num_env_steps = {budget}',
+      'two_colors_q.build.export = False']
+
+
 def _in_process(root, bindings):
   gin.clear_config()
   try:
@@ -198,12 +208,9 @@ def test_one_call_loop_equals_one_iteration_per_call(tmp_path, jit_compile):
   in one compiled call end where as many separate calls do."""
   steps_per_iteration = round((L_STEPS - 1) / TINY['replay_ratio'])
   # Warm-up, then five calls of four iterations.
-  budget = TINY['min_replay_size'] + 20 * steps_per_iteration
-  common = [b for b in SMALL if 'steps_per_call' not in b and
-            'jit_compile' not in b] + [
-                f'two_colors_q.build.num_env_steps = {budget}',
-                'two_colors_q.build.export = False',
-                f'MetaLearner.jit_compile = {jit_compile}']
+  budget, common = _twenty_iterations('steps_per_call', 'jit_compile')
+  assert budget == TINY['min_replay_size'] + 20 * steps_per_iteration
+  common.append(f'MetaLearner.jit_compile = {jit_compile}')
   one, one_ckpt = _in_process(tmp_path / 'one', common + [
       'MetaLearner.steps_per_call = 1'])
   four, four_ckpt = _in_process(tmp_path / 'four', common + [
@@ -385,11 +392,8 @@ def test_target_batch_from_recent_frames_trains_and_changes_the_run(
   """`target_recent_frames` draws the target's batch from the newest frames
   (the sampling itself: tests/agents/replay_test.py); the run trains, with
   the same updates, to another epsilon than the whole-replay target."""
-  budget = TINY['min_replay_size'] + 20 * round(
-      (L_STEPS - 1) / TINY['replay_ratio'])
-  common = [b for b in SMALL if 'steps_per_call' not in b] + [
-      f'two_colors_q.build.num_env_steps = {budget}',
-      'two_colors_q.build.export = False', 'MetaLearner.steps_per_call = 4']
+  budget, common = _twenty_iterations('steps_per_call')
+  common.append('MetaLearner.steps_per_call = 4')
   whole, _ = _in_process(tmp_path / 'whole', common + [
       'two_colors_q.build.target_recent_frames = None'])
   recent, _ = _in_process(tmp_path / 'recent', common + [
