@@ -7,8 +7,9 @@ BMG_SPEC section 2.2. `build` (gin-configurable) wires:
   `RolloutBuffer` holding the chunk of E steps just collected (it also feeds
   the reward context and the stats) -> `add_sequence` of the chunk into a
   TF-Agents uniform replay buffer (`replay.InGraphUniformReplayBuffer`) ->
-  `get_next(sample_batch_size=N*B, num_steps=T+1)` -> the MetaLearner's
-  engine on a nest of N batches `[N, B, T+1, ...]`.
+  `get_next(sample_batch_size=N*B, num_steps=T+1)` (with
+  `target_recent_frames`, BMG's target batch from `get_next_recent`) -> the
+  MetaLearner's engine on a nest of N batches `[N, B, T+1, ...]`.
 
 One compiled call. All of it, collection included, is the MetaLearner's
 `data_fn`: each call of `learner.step()` runs `MetaLearner.steps_per_call`
@@ -151,8 +152,8 @@ def build(env_name: str = 'TwoColors',
   `QLearner` (hidden_sizes, gamma, lambda_, trace), `TFTwoColors`,
   `RewardContext` (window: collection chunks in the context),
   `ContextualMetaParameters` (hidden_sizes), `create_optimizer` in the
-  scopes `inner` (the learner's Adam; 1e-3, the Keras default, is our
-  choice: the appendix with the paper's value was not available) and
+  scopes `inner` (the learner's Adam; the gin files use the published
+  3e-5) and
   `target` (BMG's target step, with its own state), `MetaOptimizer` and
   `MetaLearner` (jit_compile: the whole iteration; steps_per_call:
   iterations per compiled call).
@@ -241,6 +242,10 @@ def build(env_name: str = 'TwoColors',
   if target_recent_frames is not None:
     _check(method == 'bmg', f"target_recent_frames: only with method 'bmg' "
            f'(the target batch), got {method!r}.')
+    # The target's batch is then the last of the N: K + L - 1.
+    _check(config.match_batch == 'target', f"target_recent_frames: needs "
+           f"BootstrapConfig.match_batch = 'target', got "
+           f'{config.match_batch!r}.')
     _check(target_recent_frames >= sequence_length + 1,
            f'target_recent_frames: must be >= sequence_length + 1 = '
            f'{sequence_length + 1}, got {target_recent_frames}.')

@@ -316,6 +316,8 @@ def test_export_loads_in_a_fresh_process_without_bmg_tf(tmp_path,
                                      "BootstrapConfig.continue_from = 'K'",
                                      'BootstrapConfig.k_steps = 15'],
      "target_recent_frames: only with method 'bmg'"),
+    (dict(target_recent_frames=60), ["BootstrapConfig.match_batch = 'fresh'"],
+     'target_recent_frames: needs BootstrapConfig.match_batch'),
 ])
 def test_bad_settings_name_the_argument(tmp_path, override, bindings, name):
   gin.parse_config_files_and_bindings([BMG_GIN], OBJECTS + bindings)
