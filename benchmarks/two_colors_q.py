@@ -117,11 +117,15 @@ for _name, _frames in (('500', 500), ('2k', 2000), ('8k', 8000)):
   VARIANTS[f'bmg_published_tlr1e-3_recent{_name}'] = (
       'q_bmg_eps.gin', _STEP_CONTEXT + _PUBLISHED_NET + _target_lr('1e-3') +
       [f'two_colors_q.build.target_recent_frames = {_frames}'])
-# Every other BMG variant on q_bmg_eps.gin (which now ships the recent
-# target batch) draws its target batch from the whole replay, as measured.
+# The same recent target batch without a context (the paper's 0.178 cell).
+VARIANTS['bmg_noctx_tlr1e-3_recent2k'] = (
+    'q_bmg_eps_noctx.gin', _target_lr('1e-3') +
+    ['two_colors_q.build.target_recent_frames = 2000'])
+# Every other BMG variant draws its target batch from the whole replay, as
+# measured, whatever the BMG gin files ship.
 for _name, (_file, _bindings) in VARIANTS.items():
-  if _file == 'q_bmg_eps.gin' and not any('target_recent_frames' in b
-                                          for b in _bindings):
+  if _file.startswith('q_bmg_eps') and not any('target_recent_frames' in b
+                                               for b in _bindings):
     _bindings.append('two_colors_q.build.target_recent_frames = None')
 # Diagnostic oracles, not meta-learners: a fixed epsilon `low`, switched to
 # `high` for the first `k` thousand env steps after each reward flip (the
@@ -144,6 +148,7 @@ COLOURS = {'fixed_0.01': 'gold', 'fixed_0.1': 'tab:gray',
            'bmg_published_tlr1e-3': 'darkgreen',
            'bmg_published_tlr3e-3': 'black',
            'bmg_noctx_tlr1e-3': 'lime',
+           'bmg_noctx_tlr1e-3_recent2k': 'yellowgreen',
            'bmg_published_sgd0.01': 'teal', 'bmg_published_sgd0.03': 'coral',
            'bmg_published_tlr1e-3_recent500': 'khaki',
            'bmg_published_tlr1e-3_recent2k': 'gold',

@@ -33,7 +33,8 @@ PACKAGES = ['', 'benchmarks', 'bmg_tf', 'bmg_tf/agents', 'bmg_tf/core',
             'tests/few_shot', 'tests/networks', 'tests/pipelines',
             'tests/tools']
 # benchmarks/ modules that tests or other scripts import by name.
-BENCHMARK_MODULES = ('study', 'bare_nets', 'q_churn', 'two_colors_q')
+BENCHMARK_MODULES = ('study', 'bare_nets', 'q_churn', 'two_colors_q',
+                     'two_colors_ceiling')
 FIRST_PARTY = ('bmg_tf', 'pipelines') + BENCHMARK_MODULES
 PYPI = {'gin': 'gin-config', 'absl': 'absl-py', 'ale_py': 'ale-py',
         'minatar': 'MinAtar', 'PIL': 'pillow', 'sklearn': 'scikit-learn',
