@@ -185,6 +185,85 @@ def _run_one(variant, seed, args):
   return {**result, 'variant': variant, 'wall_seconds': wall}
 
 
+def _read_history(root):
+  """The rows of a run's `history.jsonl` so far (`[]` if it has none)."""
+  path = os.path.join(root, 'history.jsonl')
+  if not os.path.exists(path):
+    return []
+  rows = []
+  with open(path) as f:
+    for line in f:
+      try:
+        rows.append(json.loads(line))
+      except json.JSONDecodeError:  # A line being written as we read.
+        break
+  return rows
+
+
+def progress(args):
+  """Where a long study stands, from its runs' logs; runs nothing.
+
+  Per run: env steps logged, reward per step so far (mean over its logged
+  windows) and the last logged speed. Per seed, the variants compared over
+  the env steps they all reached (an interim pairing, not the result), and
+  how many env steps remain with a rough time at the logged speeds.
+
+  Returns:
+    The printed report as a string.
+  """
+  lines = [f'Progress of {args.out} (interim; the table is written when '
+           'every run has finished):', '',
+           '| run | env steps | reward/step so far | epsilon (mean) | '
+           'env steps/s (last) |', '|---|---|---|---|---|']
+  histories, remaining, rates = {}, 0, []
+  for seed in range(args.first_seed, args.first_seed + args.seeds):
+    for variant in args.variants:
+      rows = _read_history(os.path.join(args.out, 'runs',
+                                        f'{variant}_s{seed}'))
+      histories[variant, seed] = rows
+      done = int(rows[-1]['env_steps']) if rows else 0
+      remaining += max(0, args.steps - done)
+      if not rows:
+        lines.append(f'| {variant}_s{seed} | 0 | | | |')
+        continue
+      rate = rows[-1].get('env_steps_per_sec')
+      if rate and done < args.steps:
+        rates.append(rate)
+      lines.append(
+          f'| {variant}_s{seed} | {done:,} | '
+          f'{sum(h["reward_per_step"] for h in rows) / len(rows):.4f} | '
+          f'{sum(h["epsilon"] for h in rows) / len(rows):.3f} | '
+          f'{rate or 0:,.0f} |')
+  if len(args.variants) > 1:
+    lines += ['', 'Per seed, over the env steps every variant reached:', '',
+              '| seed | common env steps | ' +
+              ' | '.join(args.variants) + ' |',
+              '|---|---|' + '---|' * len(args.variants)]
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+      runs = [histories[v, seed] for v in args.variants]
+      if not all(runs):
+        continue
+      common = min(r[-1]['env_steps'] for r in runs)
+      cells = []
+      for rows in runs:
+        sel = [h['reward_per_step'] for h in rows
+               if h['env_steps'] <= common]
+        cells.append(f'{sum(sel) / len(sel):.4f}')
+      lines.append(f'| {seed} | {int(common):,} | ' + ' | '.join(cells) +
+                   ' |')
+  hours = ''
+  if rates:
+    # The runs still going share the machine: `workers` at a time.
+    per_run = sum(rates) / len(rates)
+    hours = (f', about {remaining / (per_run * args.workers) / 3600:.1f} h '
+             f'at {per_run:,.0f} env steps/s per run, {args.workers} at a '
+             'time')
+  lines += ['', f'Remaining: {remaining:,} env steps{hours}.']
+  report = '\n'.join(lines)
+  print(report)
+  return report
+
+
 def _curves(results, variant, key):
   """Steps `[N]` and values `[seeds, N]` over the rows all seeds share."""
   return study.curves([r for r in results if r['variant'] == variant], key)
@@ -342,6 +421,9 @@ def main():
                       help='extra bindings for every run')
   parser.add_argument('--out', default=os.path.join(REPO, 'results',
                                                      'two_colors_q'))
+  parser.add_argument('--progress', action='store_true',
+                      help='print where the study in --out stands (from '
+                      'its logs) and exit; runs nothing')
   args = parser.parse_args()
   if args.paper_scale:
     args.steps, args.seeds = 10_000_000, 10
@@ -354,6 +436,9 @@ def main():
   if args.seeds < 1 or args.steps < 1:
     parser.error('--seeds/--steps: must be positive')
   args.out = os.path.abspath(args.out)
+  if args.progress:
+    progress(args)
+    return
   os.makedirs(args.out, exist_ok=True)
   seeds = range(args.first_seed, args.first_seed + args.seeds)
   jobs = [(v, s) for s in seeds for v in args.variants]

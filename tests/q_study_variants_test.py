@@ -57,3 +57,32 @@ def test_the_oracles_and_the_final_study_variants_exist():
   for variant in ('fixed_0.5', 'bmg_published_tlr1e-3', 'bmg_noctx_tlr1e-3',
                   'oracle_0.1_0.7_50k', 'bmg_published_sgd0.03'):
     assert variant in study.VARIANTS
+
+
+def test_progress_reports_runs_so_far_and_pairs_common_steps(tmp_path):
+  import argparse  # pylint: disable=g-import-not-at-top
+  import json  # pylint: disable=g-import-not-at-top
+
+  def write(run, rows):
+    os.makedirs(tmp_path / 'runs' / run)
+    with open(tmp_path / 'runs' / run / 'history.jsonl', 'w') as f:
+      for steps, reward in rows:
+        f.write(json.dumps({'env_steps': steps, 'reward_per_step': reward,
+                            'epsilon': 0.5,
+                            'env_steps_per_sec': 1000.0}) + '\n')
+      f.write('{"env_steps": 4')  # A line cut by a write in progress.
+
+  write('fixed_0.5_s7', [(10, 0.1), (20, 0.3), (30, 0.5)])
+  write('bmg_published_tlr1e-3_recent2k_s7', [(10, 0.2), (20, 0.4)])
+  args = argparse.Namespace(
+      out=str(tmp_path), variants=['fixed_0.5',
+                                   'bmg_published_tlr1e-3_recent2k'],
+      first_seed=7, seeds=2, steps=100, workers=2)
+  report = study.progress(args)
+  assert '| fixed_0.5_s7 | 30 | 0.3000 |' in report
+  assert '| bmg_published_tlr1e-3_recent2k_s7 | 20 | 0.3000 |' in report
+  assert '| fixed_0.5_s8 | 0 |' in report
+  # Seed 7 paired over the first 20 steps: 0.2 against 0.3.
+  assert '| 7 | 20 | 0.2000 | 0.3000 |' in report
+  # 70 + 80 + 100 + 100 steps left, 2 runs at 1,000 steps/s each.
+  assert 'Remaining: 350 env steps, about 0.0 h' in report
