@@ -4,9 +4,11 @@ r"""Reproduction study: two-colours Q-learning, fixed vs BMG-learned epsilon.
     python benchmarks/two_colors_q.py --variants=fixed_0.1,fixed_0.3,\
       fixed_0.5,bmg,bmg_step100,bmg_L32 --steps=500000 \
       --out=results/two_colors_q_tuning                # tuning, seeds 0-2
-    python benchmarks/two_colors_q.py --variants=fixed_0.3,bmg \
-      --steps=10000000 --seeds=5 --first_seed=100 --log_every=50000 \
-      --out=results/two_colors_q_final                 # fresh seeds, 10M
+    python benchmarks/two_colors_q.py \
+      --variants=fixed_0.5,bmg_published_tlr1e-3_recent2k \
+      --steps=10000000 --seeds=5 --first_seed=200 --log_every=10000 \
+      --out=results/two_colors_q_final_3e-5            # fresh seeds, 10M
+    python benchmarks/two_colors_q.py --progress <the same flags>  # so far
     python benchmarks/two_colors_q.py --steps=20000 --seeds=1 --out=/tmp/q
 
 BMG_SPEC section 2.2: an epsilon-greedy Q(lambda) agent with a fixed
@@ -20,9 +22,11 @@ the learner's 3e-5), `bmg_L32` / `bmg_L128` (longer bootstrap, same updates
 per env step), `bmg_noctx` (one learned logit), `bmg_noctx_tlr1e-3` (one
 logit, target step at 1e-3), `bmg_published_sgd0.01` / `_sgd0.03` (the
 target step as SGD at that rate), `bmg_published_tlr1e-3_recent{500,2k,8k}`
-(the target batch from the newest 500, 2k or 8k frames). `oracle_<low>_<high>_<k>k`: a diagnostic, not
-a learner: epsilon `low`, and `high` for the `k` thousand env steps after each
-flip (it reads the env's flip clock).
+(the target batch from the newest 500, 2k or 8k frames),
+`bmg_noctx_tlr1e-3_recent2k` (the same without a context).
+`oracle_<low>_<high>_<k>k`: a diagnostic, not a learner: epsilon `low`, and
+`high` for the `k` thousand env steps after each flip (it reads the env's
+flip clock).
 Published (follow-up paper, 10M steps, its own scale): fixed 0.58, BMG 1.78
 (1.93 with the reward context).
 
@@ -44,6 +48,10 @@ Writes to `<out>` (default `results/two_colors_q`):
 * `epsilon.png`: epsilon over time, one line per BMG seed, fixed values
   dashed, flips marked;
 * `total_reward.png`: reward per step per variant, each seed a dot.
+
+`--progress` runs nothing: it prints each run's env steps and reward so far
+from its `history.jsonl`, the variants paired per seed over the steps they
+all reached, and the env steps left, for a study that spans sessions.
 """
 
 import argparse
