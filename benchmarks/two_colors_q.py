@@ -212,7 +212,7 @@ def progress(args):
   """Where a long study stands, from its runs' logs; runs nothing.
 
   Per run: env steps logged, reward per step so far (mean over its logged
-  windows) and the last logged speed. Per seed, the variants compared over
+  windows) and its speed (median over the last 10 windows). Per seed, the variants compared over
   the env steps they all reached (an interim pairing, not the result), and
   how many env steps remain with a rough time at the logged speeds.
 
@@ -222,7 +222,7 @@ def progress(args):
   lines = [f'Progress of {args.out} (interim; the table is written when '
            'every run has finished):', '',
            '| run | env steps | reward/step so far | epsilon (mean) | '
-           'env steps/s (last) |', '|---|---|---|---|---|']
+           'env steps/s (recent) |', '|---|---|---|---|---|']
   histories, remaining, rates = {}, 0, []
   for seed in range(args.first_seed, args.first_seed + args.seeds):
     for variant in args.variants:
@@ -234,7 +234,10 @@ def progress(args):
       if not rows:
         lines.append(f'| {variant}_s{seed} | 0 | | | |')
         continue
-      rate = rows[-1].get('env_steps_per_sec')
+      # The median of the last 10 windows: one window can hold a pause.
+      recent = sorted(h['env_steps_per_sec'] for h in rows[-10:]
+                      if h.get('env_steps_per_sec'))
+      rate = recent[len(recent) // 2] if recent else None
       if rate and done < args.steps:
         rates.append(rate)
       lines.append(
