@@ -212,9 +212,10 @@ def progress(args):
   """Where a long study stands, from its runs' logs; runs nothing.
 
   Per run: env steps logged, reward per step so far (mean over its logged
-  windows) and its speed (median over the last 10 windows). Per seed, the variants compared over
-  the env steps they all reached (an interim pairing, not the result), and
-  how many env steps remain with a rough time at the logged speeds.
+  windows) and its speed (median over the last 10 windows). Per seed, the
+  variants compared over the env steps they all reached (an interim
+  pairing, not the result), and how many env steps remain with a rough
+  time at the logged speeds.
 
   Returns:
     The printed report as a string.
