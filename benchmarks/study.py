@@ -5,14 +5,18 @@
 """
 
 import concurrent.futures
+import fcntl
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
 
-__all__ = ['REPO', 'run_cli', 'run_all', 'stats', 'curves', 'flip_response',
-           'PHASES', 'split_by_phase', 'phase_name', 'sample_stats']
+__all__ = ['REPO', 'run_cli', 'run_all', 'snapshot', 'restore', 'stats',
+           'curves', 'flip_response', 'PHASES', 'split_by_phase',
+           'phase_name', 'sample_stats']
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 
@@ -76,6 +80,153 @@ def run_all(jobs, run_one, workers, report):
       results.append(result)
       print(report(v, s, result), flush=True)
   return results
+
+
+# What a run directory needs to resume: its log, its config, its result
+# (if it has finished) and its newest checkpoint. Summaries, stdout and
+# exports are left out; a resumed run starts a new events file.
+_RUN_FILES = ('history.jsonl', 'operative_config.gin', 'result.json')
+
+
+class StudyStateError(RuntimeError):
+  """A snapshot or restore that would lose or corrupt a run's state."""
+
+
+def _unlocked(root):
+  """Raises StudyStateError if a live process holds `root/.lock`.
+
+  The pipeline's `RunLock` is an `fcntl.flock` that the OS drops when its
+  process exits, so a crashed or killed run leaves no stale lock.
+  """
+  path = os.path.join(root, '.lock')
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+      raise StudyStateError(
+          f'{root} is in use by a running process (lock {path}); stop the '
+          'study first') from e
+    fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _progress(root, step_key):
+  """(steps reached by `root`'s newest checkpoint or result, its prefix).
+
+  The prefix is the newest checkpoint's file prefix ('ckpt-100380', whose
+  number is the step the pipeline saved at) or None.
+  """
+  steps, prefix = 0, None
+  state = os.path.join(root, 'checkpoints', 'checkpoint')
+  if os.path.exists(state):
+    with open(state) as f:
+      match = re.search(r'^model_checkpoint_path: "(.*?-(\d+))"', f.read(),
+                        re.M)
+    if match:
+      prefix, steps = os.path.basename(match.group(1)), int(match.group(2))
+  result = os.path.join(root, 'result.json')
+  if os.path.exists(result):
+    with open(result) as f:
+      steps = max(steps, int(json.load(f)[step_key]))
+  return steps, prefix
+
+
+def _copy_run(src, dst, prefix):
+  """Replaces `dst`'s state by `src`'s: `_RUN_FILES` and checkpoint `prefix`.
+
+  Without a prefix no checkpoint is copied and `dst` keeps none.
+  """
+  os.makedirs(dst, exist_ok=True)
+  for name in _RUN_FILES:
+    if os.path.exists(os.path.join(src, name)):
+      shutil.copy2(os.path.join(src, name), os.path.join(dst, name))
+    elif os.path.exists(os.path.join(dst, name)):
+      os.remove(os.path.join(dst, name))
+  shutil.rmtree(os.path.join(dst, 'checkpoints'), ignore_errors=True)
+  if prefix is None:
+    return
+  os.makedirs(os.path.join(dst, 'checkpoints'))
+  src_ckpt = os.path.join(src, 'checkpoints')
+  names = [n for n in os.listdir(src_ckpt) if n.startswith(prefix + '.')]
+  if not any(n.endswith('.index') for n in names):
+    raise StudyStateError(f'{src_ckpt}: checkpoint {prefix} has no index')
+  for name in names:
+    shutil.copy2(os.path.join(src_ckpt, name),
+                 os.path.join(dst, 'checkpoints', name))
+  with open(os.path.join(dst, 'checkpoints', 'checkpoint'), 'w') as f:
+    f.write(f'model_checkpoint_path: "{prefix}"\n'
+            f'all_model_checkpoint_paths: "{prefix}"\n')
+
+
+def snapshot(out, dest, steps, step_key='env_steps'):
+  """Copies the state a stopped study needs to resume into `dest`.
+
+  For a study that spans sessions on machines that keep nothing: `dest` can
+  be committed, and `restore` brings it back. Per run under `out/runs`:
+  `history.jsonl`, `operative_config.gin`, `result.json` if any, and, while
+  the run has not reached `steps`, its newest checkpoint only (a finished
+  run keeps none). `dest`'s earlier state of each run is replaced.
+
+  Args:
+    out: the study's output directory.
+    dest: where the snapshot goes (`dest/runs/<run>/...`).
+    steps: the study's budget per run.
+    step_key: the budget's key in `result.json`.
+
+  Returns:
+    `{run name: (steps reached, 'finished' or 'checkpoint')}`.
+
+  Raises:
+    StudyStateError: if a run is still running.
+  """
+  runs = os.path.join(out, 'runs')
+  got = {}
+  for name in sorted(os.listdir(runs)) if os.path.isdir(runs) else ():
+    root = os.path.join(runs, name)
+    _unlocked(root)
+    reached, prefix = _progress(root, step_key)
+    finished = reached >= steps and os.path.exists(
+        os.path.join(root, 'result.json'))
+    saved = os.path.join(dest, 'runs', name)
+    shutil.rmtree(saved, ignore_errors=True)  # Exactly this snapshot.
+    _copy_run(root, saved, None if finished else prefix)
+    got[name] = (reached, 'finished' if finished else 'checkpoint')
+  return got
+
+
+def restore(src, out, step_key='env_steps'):
+  """Brings runs back from a `snapshot` in `src` into the study in `out`.
+
+  A run that `out` already holds further along (by checkpoint or result) is
+  left alone, so restoring twice, or after the study went on, loses nothing.
+
+  Args:
+    src: a directory written by `snapshot`.
+    out: the study's output directory.
+    step_key: the budget's key in `result.json`.
+
+  Returns:
+    `{run name: steps restored}` for the runs copied.
+
+  Raises:
+    StudyStateError: if a run in `out` is still running, or `src` holds no
+      runs.
+  """
+  runs = os.path.join(src, 'runs')
+  if not os.path.isdir(runs) or not os.listdir(runs):
+    raise StudyStateError(f'{src}: no snapshot of any run')
+  got = {}
+  for name in sorted(os.listdir(runs)):
+    root = os.path.join(out, 'runs', name)
+    if os.path.isdir(root):
+      _unlocked(root)
+    reached, prefix = _progress(os.path.join(runs, name), step_key)
+    if os.path.isdir(root) and _progress(root, step_key)[0] >= reached:
+      continue
+    _copy_run(os.path.join(runs, name), root, prefix)
+    got[name] = reached
+  return got
 
 
 def stats(values):

@@ -52,6 +52,14 @@ Writes to `<out>` (default `results/two_colors_q`):
 `--progress` runs nothing: it prints each run's env steps and reward so far
 from its `history.jsonl`, the variants paired per seed over the steps they
 all reached, and the env steps left, for a study that spans sessions.
+
+A study longer than a session, on machines that keep nothing between
+sessions: stop it (each run loses at most `--checkpoint_every` steps),
+`--snapshot=DIR` copies each run's log, config, result and newest checkpoint
+(only for unfinished runs) into DIR, which can be committed; the next
+session's `--restore=DIR` with the same flags brings the runs back and goes
+on. The paper-scale table's state lives in
+`docs/results/two_colors_q/final_10M/state`.
 """
 
 import argparse
@@ -436,6 +444,14 @@ def main():
   parser.add_argument('--progress', action='store_true',
                       help='print where the study in --out stands (from '
                       'its logs) and exit; runs nothing')
+  parser.add_argument('--snapshot', metavar='DIR',
+                      help='copy what the stopped study in --out needs to '
+                      'resume (logs, configs, results, newest checkpoints '
+                      'of unfinished runs) into DIR and exit; runs nothing')
+  parser.add_argument('--restore', metavar='DIR',
+                      help='first bring back the runs of a --snapshot in '
+                      'DIR (unless --out holds them further along), then '
+                      'run the study')
   args = parser.parse_args()
   if args.paper_scale:
     args.steps, args.seeds = 10_000_000, 10
@@ -447,10 +463,23 @@ def main():
                  f'{sorted(VARIANTS)}')
   if args.seeds < 1 or args.steps < 1:
     parser.error('--seeds/--steps: must be positive')
+  if args.restore and (args.progress or args.snapshot):
+    parser.error('--restore: not with --progress or --snapshot, which run '
+                 'nothing')
+  if args.progress and args.snapshot:
+    parser.error('--snapshot: not with --progress')
   args.out = os.path.abspath(args.out)
   if args.progress:
     progress(args)
     return
+  if args.snapshot:
+    for name, (steps, kind) in study.snapshot(args.out, args.snapshot,
+                                              args.steps).items():
+      print(f'{name}: {steps:,} env steps ({kind})')
+    return
+  if args.restore:
+    for name, steps in study.restore(args.restore, args.out).items():
+      print(f'restored {name} at {steps:,} env steps', flush=True)
   os.makedirs(args.out, exist_ok=True)
   seeds = range(args.first_seed, args.first_seed + args.seeds)
   jobs = [(v, s) for s in seeds for v in args.variants]

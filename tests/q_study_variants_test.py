@@ -86,3 +86,36 @@ def test_progress_reports_runs_so_far_and_pairs_common_steps(tmp_path):
   assert '| 7 | 20 | 0.2000 | 0.3000 |' in report
   # 70 + 80 + 100 + 100 steps left, 2 runs at 1,000 steps/s each.
   assert 'Remaining: 350 env steps, about 0.0 h' in report
+
+
+def test_snapshot_and_restore_flags(tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  run = tmp_path / 'out' / 'runs' / 'fixed_0.5_s200'
+  os.makedirs(run / 'checkpoints')
+  (run / 'history.jsonl').write_text('{"env_steps": 100}\n')
+  (run / 'checkpoints' / 'ckpt-100.index').write_text('i')
+  (run / 'checkpoints' / 'checkpoint').write_text(
+      'model_checkpoint_path: "ckpt-100"\n')
+  script = os.path.join(os.path.dirname(study.__file__), 'two_colors_q.py')
+  flags = ['--variants=fixed_0.5', '--steps=1000', '--first_seed=200',
+           '--seeds=1']
+  saved = subprocess.run(
+      [sys.executable, script, *flags, f'--out={tmp_path / "out"}',
+       f'--snapshot={tmp_path / "state"}'], capture_output=True, text=True,
+      check=True)
+  assert saved.stdout == 'fixed_0.5_s200: 100 env steps (checkpoint)\n'
+  assert (tmp_path / 'state' / 'runs' / 'fixed_0.5_s200' / 'checkpoints' /
+          'ckpt-100.index').exists()
+  # --restore goes on to run the study (tested through `study.restore` in
+  # tests/pipelines/two_colors_q_test.py), so it does not mix with the
+  # flags that run nothing.
+  back = subprocess.run(
+      [sys.executable, script, *flags, f'--out={tmp_path / "new"}',
+       f'--restore={tmp_path / "state"}', '--progress'],
+      capture_output=True, text=True, check=False)
+  assert back.returncode == 2 and 'not with --progress' in back.stderr
+  back = subprocess.run(
+      [sys.executable, script, *flags, f'--out={tmp_path / "new"}',
+       f'--snapshot={tmp_path / "state"}', f'--restore={tmp_path / "x"}'],
+      capture_output=True, text=True, check=False)
+  assert back.returncode == 2 and 'not with --progress or --snapshot' in back.stderr

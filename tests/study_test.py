@@ -75,3 +75,80 @@ def test_split_by_phase_places_windows_by_midpoint_and_drops_flip_windows():
   # row at 100_380 is 380 steps after the flip.
   points = study.split_by_phase(rows, 100_000)
   assert [r['at'] for r in points[0][1]][:2] == [100_380, 110_380]
+
+
+def _fake_run(root, history_steps, checkpoints=(), result_steps=None):
+  """A run directory as the pipeline leaves it (files, not real tensors)."""
+  os.makedirs(root / 'checkpoints', exist_ok=True)
+  os.makedirs(root / 'summaries', exist_ok=True)
+  (root / 'summaries' / 'events.out').write_text('x')
+  (root / 'stdout.log').write_text('log')
+  (root / 'operative_config.gin').write_text('a = 1\n')
+  (root / 'history.jsonl').write_text(''.join(
+      f'{{"env_steps": {s}}}\n' for s in history_steps))
+  for n in checkpoints:
+    (root / 'checkpoints' / f'ckpt-{n}.index').write_text(f'index {n}')
+    (root / 'checkpoints' / f'ckpt-{n}.data-00000-of-00001').write_text(
+        f'data {n}')
+  if checkpoints:
+    (root / 'checkpoints' / 'checkpoint').write_text(
+        f'model_checkpoint_path: "ckpt-{checkpoints[-1]}"\n' + ''.join(
+            f'all_model_checkpoint_paths: "ckpt-{n}"\n' for n in checkpoints))
+  if result_steps is not None:
+    (root / 'result.json').write_text(f'{{"env_steps": {result_steps}}}')
+
+
+def test_snapshot_keeps_only_what_a_resume_needs(tmp_path):
+  out = tmp_path / 'out'
+  _fake_run(out / 'runs' / 'a_s0', [100, 200, 250], (100, 200))
+  _fake_run(out / 'runs' / 'b_s0', [100, 200, 300], (200, 300), 300)
+  # A stale checkpoint of `b` from an earlier snapshot must go.
+  _fake_run(tmp_path / 'state' / 'runs' / 'b_s0', [100], (100,))
+  got = study.snapshot(out, tmp_path / 'state', steps=300)
+  assert got == {'a_s0': (200, 'checkpoint'), 'b_s0': (300, 'finished')}
+  a = tmp_path / 'state' / 'runs' / 'a_s0'
+  assert sorted(os.listdir(a)) == ['checkpoints', 'history.jsonl',
+                                   'operative_config.gin']
+  # The newest checkpoint only, and a state file naming only it.
+  assert sorted(os.listdir(a / 'checkpoints')) == [
+      'checkpoint', 'ckpt-200.data-00000-of-00001', 'ckpt-200.index']
+  assert (a / 'checkpoints' / 'ckpt-200.index').read_text() == 'index 200'
+  assert 'ckpt-100' not in (a / 'checkpoints' / 'checkpoint').read_text()
+  assert (a / 'history.jsonl').read_text().count('\n') == 3
+  b = tmp_path / 'state' / 'runs' / 'b_s0'
+  assert sorted(os.listdir(b)) == ['history.jsonl', 'operative_config.gin',
+                                   'result.json']
+
+
+def test_restore_never_goes_back(tmp_path):
+  state = tmp_path / 'state'
+  _fake_run(state / 'runs' / 'a_s0', [100, 200], (200,))
+  _fake_run(state / 'runs' / 'b_s0', [100], (100,))
+  out = tmp_path / 'out'
+  _fake_run(out / 'runs' / 'a_s0', [100], (100,))          # Behind: replaced.
+  _fake_run(out / 'runs' / 'b_s0', [100, 200], (100, 200))  # Ahead: kept.
+  assert study.restore(state, out) == {'a_s0': 200}
+  a = out / 'runs' / 'a_s0' / 'checkpoints'
+  assert sorted(os.listdir(a)) == [
+      'checkpoint', 'ckpt-200.data-00000-of-00001', 'ckpt-200.index']
+  assert sorted(os.listdir(out / 'runs' / 'b_s0' / 'checkpoints')) == [
+      'checkpoint', 'ckpt-100.data-00000-of-00001', 'ckpt-100.index',
+      'ckpt-200.data-00000-of-00001', 'ckpt-200.index']
+  assert study.restore(state, out) == {}
+  with pytest.raises(study.StudyStateError, match='no snapshot'):
+    study.restore(tmp_path / 'nothing', out)
+
+
+def test_snapshot_and_restore_refuse_a_run_in_progress(tmp_path):
+  import fcntl  # pylint: disable=g-import-not-at-top
+  out = tmp_path / 'out'
+  _fake_run(out / 'runs' / 'a_s0', [100], (100,))
+  _fake_run(tmp_path / 'state' / 'runs' / 'a_s0', [100, 200], (200,))
+  with open(out / 'runs' / 'a_s0' / '.lock', 'w') as held:
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # As `RunLock` does.
+    with pytest.raises(study.StudyStateError, match='in use'):
+      study.snapshot(out, tmp_path / 'other', steps=300)
+    with pytest.raises(study.StudyStateError, match='in use'):
+      study.restore(tmp_path / 'state', out)
+  # Released (the process ended): both work.
+  assert study.restore(tmp_path / 'state', out) == {'a_s0': 200}

@@ -182,6 +182,50 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path,
           (whole / 'result.json').read_text())['history']]
 
 
+def test_snapshot_restore_resumes_in_a_new_directory(tmp_path, whole_run):
+  """A study that spans machines: a run stopped half-way, snapshotted
+  (newest checkpoint, logs, config), restored into a fresh directory and
+  resumed there, ends where the uninterrupted run ends."""
+  sys.path.insert(0, os.path.join(REPO, 'benchmarks'))
+  import study  # pylint: disable=g-import-not-at-top
+  half = BUDGET // 2
+  _run(tmp_path / 'old' / 'runs' / 'r', half,
+       'two_colors_q.build.export = False')
+  got = study.snapshot(tmp_path / 'old', tmp_path / 'state', BUDGET)
+  reached = _latest_number(tmp_path / 'old' / 'runs' / 'r')
+  assert got == {'r': (reached, 'checkpoint')} and half <= reached < BUDGET
+  saved = tmp_path / 'state' / 'runs' / 'r'
+  # Only the newest checkpoint; no summaries, no stdout.
+  assert sorted(os.listdir(saved)) == ['checkpoints', 'history.jsonl',
+                                       'operative_config.gin', 'result.json']
+  assert {n.split('.')[0] for n in os.listdir(saved / 'checkpoints')} == {
+      f'ckpt-{reached}', 'checkpoint'}
+  assert study.restore(tmp_path / 'state', tmp_path / 'new') == {
+      'r': reached}
+  # Restoring again changes nothing: the study already holds that state.
+  assert study.restore(tmp_path / 'state', tmp_path / 'new') == {}
+  moved = tmp_path / 'new' / 'runs' / 'r'
+  resumed = _run(moved, BUDGET, 'two_colors_q.build.export = False')
+  assert f'ckpt-{reached}' in resumed.stdout, resumed.stdout[-2000:]
+  whole, _ = whole_run
+  got, want = _checkpoint_values(moved), _checkpoint_values(whole)
+  del got['save_counter/.ATTRIBUTES/VARIABLE_VALUE']
+  del want['save_counter/.ATTRIBUTES/VARIABLE_VALUE']
+  assert got.keys() == want.keys()
+  for name in want:
+    np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+  def learning(run):  # The history without its wall-clock speed.
+    return [{k: v for k, v in row.items() if k != 'env_steps_per_sec'}
+            for row in json.loads((run / 'result.json').read_text())[
+                'history']]
+  assert learning(moved) == learning(whole)
+  # A finished run keeps no checkpoint in its snapshot.
+  ended = whole_run[1]['env_steps']  # The budget, rounded up to a call.
+  assert study.snapshot(tmp_path / 'new', tmp_path / 'state', BUDGET) == {
+      'r': (ended, 'finished')}
+  assert not (saved / 'checkpoints').exists()
+
+
 def _twenty_iterations(*drop):
   """`(budget, bindings)`: SMALL without the bindings naming any of `drop`,
   for a run of the warm-up then 20 iterations, without export."""
