@@ -135,6 +135,24 @@ def test_bmg_run_moves_epsilon_and_fills_the_replay(whole_run):
   assert os.listdir(root / 'summaries')
 
 
+def _resume_and_compare(root, at, whole_run):
+  """Resumes the run in `root` from its checkpoint `at` to BUDGET through
+  the CLI; asserts it ends with the uninterrupted run's variables.
+
+  Returns:
+    (resumed, uninterrupted) checkpoint values, without the save counter.
+  """
+  resumed = _run(root, BUDGET, 'two_colors_q.build.export = False')
+  assert f'ckpt-{at}' in resumed.stdout, resumed.stdout[-2000:]
+  got, want = _checkpoint_values(root), _checkpoint_values(whole_run[0])
+  del got['save_counter/.ATTRIBUTES/VARIABLE_VALUE']
+  del want['save_counter/.ATTRIBUTES/VARIABLE_VALUE']
+  assert got.keys() == want.keys()
+  for name in want:
+    np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+  return got, want
+
+
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path,
                                                            whole_run):
   killed = tmp_path / 'killed'
@@ -162,24 +180,16 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path,
   before = _checkpoint_values(killed)
   assert int(before['stats/env_steps/.ATTRIBUTES/VARIABLE_VALUE']) == at_kill
 
-  resumed = _run(killed, BUDGET, 'two_colors_q.build.export = False')
-  assert f'ckpt-{at_kill}' in resumed.stdout, resumed.stdout[-2000:]
-  whole, _ = whole_run
-  got, want = _checkpoint_values(killed), _checkpoint_values(whole)
-  del got['save_counter/.ATTRIBUTES/VARIABLE_VALUE']
-  del want['save_counter/.ATTRIBUTES/VARIABLE_VALUE']
-  assert got.keys() == want.keys()
+  got, want = _resume_and_compare(killed, at_kill, whole_run)
   # Everything is in the checkpoint: replay data and its sampling stream.
   assert any(k.startswith('replay/_data_table') for k in want)
   assert 'replay/generator/_state_var/.ATTRIBUTES/VARIABLE_VALUE' in want
-  for name in want:
-    np.testing.assert_array_equal(got[name], want[name], err_msg=name)
   assert int(got['stats/env_steps/.ATTRIBUTES/VARIABLE_VALUE']) >= BUDGET
   # The killed run's history rows after its checkpoint were re-logged.
   history = json.loads((killed / 'result.json').read_text())['history']
   assert [r['env_steps'] for r in history] == [
       r['env_steps'] for r in json.loads(
-          (whole / 'result.json').read_text())['history']]
+          (whole_run[0] / 'result.json').read_text())['history']]
 
 
 def test_snapshot_restore_resumes_in_a_new_directory(tmp_path, whole_run):
@@ -205,20 +215,13 @@ def test_snapshot_restore_resumes_in_a_new_directory(tmp_path, whole_run):
   # Restoring again changes nothing: the study already holds that state.
   assert study.restore(tmp_path / 'state', tmp_path / 'new') == {}
   moved = tmp_path / 'new' / 'runs' / 'r'
-  resumed = _run(moved, BUDGET, 'two_colors_q.build.export = False')
-  assert f'ckpt-{reached}' in resumed.stdout, resumed.stdout[-2000:]
-  whole, _ = whole_run
-  got, want = _checkpoint_values(moved), _checkpoint_values(whole)
-  del got['save_counter/.ATTRIBUTES/VARIABLE_VALUE']
-  del want['save_counter/.ATTRIBUTES/VARIABLE_VALUE']
-  assert got.keys() == want.keys()
-  for name in want:
-    np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+  _resume_and_compare(moved, reached, whole_run)
+
   def learning(run):  # The history without its wall-clock speed.
     return [{k: v for k, v in row.items() if k != 'env_steps_per_sec'}
             for row in json.loads((run / 'result.json').read_text())[
                 'history']]
-  assert learning(moved) == learning(whole)
+  assert learning(moved) == learning(whole_run[0])
   # A finished run keeps no checkpoint in its snapshot.
   ended = whole_run[1]['env_steps']  # The budget, rounded up to a call.
   assert study.snapshot(tmp_path / 'new', tmp_path / 'state', BUDGET) == {
