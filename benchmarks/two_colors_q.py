@@ -315,6 +315,72 @@ def _flip_response(results, args):
   return rows
 
 
+# Above this many rows the per-flip table is left to two_colors_q.json (a 10M
+# study has about 1,000: 5 seeds x 2 kinds x 99) and the markdown keeps the
+# per-seed summary.
+MAX_FLIP_ROWS = 60
+ROSE = 1.5
+
+
+def _ratio_summary(rows):
+  """Median max-after / before ratio and how many exceed `ROSE`."""
+  ratios = sorted(r['max_after'] / r['before'] for r in rows)
+  return ratios, ratios[len(ratios) // 2], sum(r > ROSE for r in ratios)
+
+
+def _flip_lines(flips, max_rows=MAX_FLIP_ROWS):
+  """Markdown lines for `_flip_response`'s rows.
+
+  Args:
+    flips: list of dicts with keys `variant`, `seed`, `at`, `kind` ('flip' or
+      'mid'), `before` and `max_after` (float epsilons, `before` > 0).
+    max_rows: the per-row table is written only up to this many rows.
+
+  Returns:
+    A list of str: a per-seed table (median ratio and the count above
+    `ROSE`, at flips and at the control points), every row if there are at
+    most `max_rows`, and a summary line per variant and kind.
+  """
+  lines = ['BMG epsilon at each reward flip and, as a control, half-way '
+           f'between flips (mean over the {FLIP_BEFORE:,} steps before, max '
+           f'over the {FLIP_AFTER:,} after), per seed:', '',
+           '| variant | seed | flips | median ratio at flips | above '
+           f'{ROSE} | control points | median ratio at control | above '
+           f'{ROSE} |', '|---|---|---|---|---|---|---|---|']
+  for variant, seed in sorted({(r['variant'], r['seed']) for r in flips}):
+    cells = []
+    for kind in ('flip', 'mid'):
+      sel = [r for r in flips if (r['variant'], r['seed'], r['kind']) ==
+             (variant, seed, kind)]
+      if sel:
+        _, median, rose = _ratio_summary(sel)
+        cells += [f'{len(sel)}', f'{median:.2f}', f'{rose}']
+      else:
+        cells += ['0', '', '']
+    lines.append(f'| {variant} | {seed} | ' + ' | '.join(cells) + ' |')
+  if len(flips) <= max_rows:
+    lines += ['', '| variant | seed | at step | kind | epsilon before | '
+              'max after | ratio |', '|---|---|---|---|---|---|---|']
+    for row in flips:
+      lines.append(f"| {row['variant']} | {row['seed']} | {row['at']:,} | "
+                   f"{row['kind']} | {row['before']:.3f} | "
+                   f"{row['max_after']:.3f} | "
+                   f"{row['max_after'] / row['before']:.2f} |")
+  else:
+    lines += ['', f'({len(flips)} rows; each is in two_colors_q.json, '
+              '`bmg_epsilon_at_flips`.)']
+  for variant in sorted({r['variant'] for r in flips}):
+    for kind in ('flip', 'mid'):
+      sel = [r for r in flips if r['kind'] == kind and
+             r['variant'] == variant]
+      if sel:
+        ratios, median, rose = _ratio_summary(sel)
+        lines.append(f'\n{variant}, {kind}: max-after / before ratio '
+                     f'from {ratios[0]:.2f} to {ratios[-1]:.2f} (median '
+                     f'{median:.2f}); above {ROSE} in {rose} of {len(sel)}.')
+  return lines
+
+
 # 10k-step windows since the last flip (placed by their midpoints; the
 # windows that hold a flip fall in none, so 90k-100k stays empty).
 PROFILE = tuple((k * 10_000, (k + 1) * 10_000) for k in range(9))
@@ -525,28 +591,7 @@ def main():
   flips = _flip_response(results, args)
   if flips:
     summary['bmg_epsilon_at_flips'] = flips
-    lines += ['', 'BMG epsilon at each reward flip and, as a control, '
-              'half-way between flips (mean over the '
-              f'{FLIP_BEFORE:,} steps before, max over the {FLIP_AFTER:,} '
-              'after):', '',
-              '| variant | seed | at step | kind | epsilon before | max after '
-              '| ratio |', '|---|---|---|---|---|---|---|']
-    for row in flips:
-      lines.append(f"| {row['variant']} | {row['seed']} | {row['at']:,} | "
-                   f"{row['kind']} | "
-                   f"{row['before']:.3f} | {row['max_after']:.3f} | "
-                   f"{row['max_after'] / row['before']:.2f} |")
-    for variant in sorted({r['variant'] for r in flips}):
-      for kind in ('flip', 'mid'):
-        sel = [r for r in flips if r['kind'] == kind and
-               r['variant'] == variant]
-        if sel:
-          ratios = sorted(r['max_after'] / r['before'] for r in sel)
-          rose = sum(r > 1.5 for r in ratios)
-          lines.append(f'\n{variant}, {kind}: max-after / before ratio '
-                       f'from {ratios[0]:.2f} to {ratios[-1]:.2f} (median '
-                       f'{ratios[len(ratios) // 2]:.2f}); above 1.5 in '
-                       f'{rose} of {len(sel)}.')
+    lines += [''] + _flip_lines(flips)
   for key, phases, title, cell in (
       ('by_phase', study.PHASES, 'Reward per step (and mean epsilon)',
        lambda c: f"{c['reward_per_step']:.3f} ({c['epsilon']:.2f})"),

@@ -88,6 +88,29 @@ def test_progress_reports_runs_so_far_and_pairs_common_steps(tmp_path):
   assert 'Remaining: 350 env steps, about 0.0 h' in report
 
 
+def test_flip_lines_summarise_per_seed_and_cap_the_row_table():
+  def row(seed, at, kind, before, after):
+    return {'variant': 'bmg_x', 'seed': seed, 'at': at, 'kind': kind,
+            'before': before, 'max_after': after}
+
+  # Seed 1: ratios 2, 3, 1 at flips (median 2, two above 1.5), 1 at control.
+  # Seed 2: one flip at ratio 1.2, no control point.
+  flips = [row(1, 100, 'flip', 0.1, 0.2), row(1, 150, 'mid', 0.2, 0.2),
+           row(1, 200, 'flip', 0.1, 0.3), row(1, 300, 'flip', 0.2, 0.2),
+           row(2, 100, 'flip', 0.5, 0.6)]
+  lines = study._flip_lines(flips, max_rows=10)
+  assert '| bmg_x | 1 | 3 | 2.00 | 2 | 1 | 1.00 | 0 |' in lines
+  assert '| bmg_x | 2 | 1 | 1.20 | 0 | 0 |  |  |' in lines
+  assert '| bmg_x | 1 | 200 | flip | 0.100 | 0.300 | 3.00 |' in lines
+  assert ('\nbmg_x, flip: max-after / before ratio from 1.00 to 3.00 '
+          '(median 2.00); above 1.5 in 2 of 4.') in lines
+  capped = study._flip_lines(flips, max_rows=4)
+  assert not any('| flip |' in line for line in capped)
+  assert ('(5 rows; each is in two_colors_q.json, `bmg_epsilon_at_flips`.)'
+          in capped)
+  assert '| bmg_x | 1 | 3 | 2.00 | 2 | 1 | 1.00 | 0 |' in capped
+
+
 def test_snapshot_and_restore_flags(tmp_path):
   import subprocess  # pylint: disable=g-import-not-at-top
   run = tmp_path / 'out' / 'runs' / 'fixed_0.5_s200'
@@ -118,4 +141,5 @@ def test_snapshot_and_restore_flags(tmp_path):
       [sys.executable, script, *flags, f'--out={tmp_path / "new"}',
        f'--snapshot={tmp_path / "state"}', f'--restore={tmp_path / "x"}'],
       capture_output=True, text=True, check=False)
-  assert back.returncode == 2 and 'not with --progress or --snapshot' in back.stderr
+  assert (back.returncode == 2 and
+          'not with --progress or --snapshot' in back.stderr)
