@@ -35,7 +35,10 @@ PACKAGES = ['', 'benchmarks', 'bmg_tf', 'bmg_tf/agents', 'bmg_tf/core',
 # benchmarks/ modules that tests or other scripts import by name.
 BENCHMARK_MODULES = ('study', 'bare_nets', 'q_churn', 'two_colors_q',
                      'two_colors_ceiling')
-FIRST_PARTY = ('bmg_tf', 'pipelines') + BENCHMARK_MODULES
+# tests/tools modules that tests import by name (with tests/tools on
+# sys.path).
+TEST_HELPERS = ('pipeline_runs',)
+FIRST_PARTY = ('bmg_tf', 'pipelines') + BENCHMARK_MODULES + TEST_HELPERS
 PYPI = {'gin': 'gin-config', 'absl': 'absl-py', 'ale_py': 'ale-py',
         'minatar': 'MinAtar', 'PIL': 'pillow', 'sklearn': 'scikit-learn',
         'tensorflow_probability': 'tensorflow-probability',
@@ -124,6 +127,8 @@ def _module_owner(module, owner):
   parts = module.split('.')
   if len(parts) == 1 and parts[0] in BENCHMARK_MODULES:
     parts = ['benchmarks'] + parts
+  elif len(parts) == 1 and parts[0] in TEST_HELPERS:
+    parts = ['tests', 'tools'] + parts
   while parts:
     for candidate in (os.path.join(*parts) + '.py',
                       os.path.join(*parts, '__init__.py')):

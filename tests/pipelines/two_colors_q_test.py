@@ -11,11 +11,9 @@ import os
 os.environ['TF_USE_LEGACY_KERAS'] = '1'
 
 import json  # pylint: disable=g-import-not-at-top
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import gin
 import numpy as np
@@ -25,12 +23,16 @@ import tensorflow as tf
 from pipelines import experiment
 from pipelines import two_colors_q
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'tools'))
+import pipeline_runs  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+REPO, ENV = pipeline_runs.REPO, pipeline_runs.ENV
 BMG_GIN = os.path.join(REPO, 'gin', 'two_colors', 'q_bmg_eps.gin')
 L_STEPS = 4
 TINY = dict(batch_size=8, sequence_length=4, replay_ratio=0.25,
             min_replay_size=60, replay_capacity=1000)
-OBJECTS = [f'BootstrapConfig.l_steps = {L_STEPS}', 'QLearner.hidden_sizes = (16, 16)',
+OBJECTS = [f'BootstrapConfig.l_steps = {L_STEPS}',
+           'QLearner.hidden_sizes = (16, 16)',
            'ContextualMetaParameters.hidden_sizes = (8,)',
            'MetaOptimizer.learning_rate = 0.05',
            'MetaLearner.jit_compile = False']
@@ -40,7 +42,6 @@ SMALL = [f'two_colors_q.build.{k} = {v!r}' for k, v in TINY.items()] + [
     'two_colors_q.build.log_every = 300',
     'two_colors_q.build.checkpoint_every = 300',
 ]
-ENV = {**os.environ, 'TF_USE_LEGACY_KERAS': '1', 'TF_CPP_MIN_LOG_LEVEL': '2'}
 BUDGET = 2400
 CAPACITY = TINY['replay_capacity']
 LP = 'learner/learner_params/{}/.ATTRIBUTES/VARIABLE_VALUE'
@@ -51,32 +52,17 @@ MP = ('learner/meta_parameters/contextual/net/{}/.ATTRIBUTES/'
 pytestmark = pytest.mark.xdist_group('two_colors_q_pipeline')
 
 
+def _bindings(steps, *extra):
+  return SMALL + [f'two_colors_q.build.num_env_steps = {steps}', *extra]
+
+
 def _cmd(root_dir, steps, *extra):
-  args = [sys.executable, '-m', 'pipelines.train', f'--gin_file={BMG_GIN}',
-          f'--root_dir={root_dir}']
-  for binding in SMALL + [f'two_colors_q.build.num_env_steps = {steps}',
-                          *extra]:
-    args.append(f'--gin_bindings={binding}')
-  return args
+  return pipeline_runs.train_command(BMG_GIN, root_dir,
+                                     _bindings(steps, *extra))
 
 
 def _run(root_dir, steps, *extra):
-  proc = subprocess.run(_cmd(root_dir, steps, *extra), cwd=REPO, env=ENV,
-                        capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  return proc
-
-
-def _checkpoint_values(root_dir):
-  reader = tf.train.load_checkpoint(os.path.join(root_dir, 'checkpoints'))
-  return {name: reader.get_tensor(name)
-          for name in reader.get_variable_to_shape_map()
-          if not name.startswith('_CHECKPOINTABLE')}
-
-
-def _latest_number(root_dir):
-  latest = tf.train.latest_checkpoint(os.path.join(root_dir, 'checkpoints'))
-  return None if latest is None else int(latest.rsplit('-', 1)[1])
+  return pipeline_runs.run_train(BMG_GIN, root_dir, _bindings(steps, *extra))
 
 
 def _mlp(params, x):
@@ -144,40 +130,16 @@ def _resume_and_compare(root, at, whole_run):
   """
   resumed = _run(root, BUDGET, 'two_colors_q.build.export = False')
   assert f'ckpt-{at}' in resumed.stdout, resumed.stdout[-2000:]
-  got, want = _checkpoint_values(root), _checkpoint_values(whole_run[0])
-  del got['save_counter/.ATTRIBUTES/VARIABLE_VALUE']
-  del want['save_counter/.ATTRIBUTES/VARIABLE_VALUE']
-  assert got.keys() == want.keys()
-  for name in want:
-    np.testing.assert_array_equal(got[name], want[name], err_msg=name)
-  return got, want
+  return pipeline_runs.assert_same_variables(root, whole_run[0])
 
 
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path,
                                                            whole_run):
   killed = tmp_path / 'killed'
-  proc = subprocess.Popen(
-      _cmd(killed, BUDGET, 'two_colors_q.build.export = False'),
-      cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  deadline = time.time() + 300
-  try:
-    while time.time() < deadline:
-      number = _latest_number(killed)
-      if number is not None and number >= 600:
-        break
-      if proc.poll() is not None:
-        pytest.fail('the run ended before it could be killed')
-      time.sleep(0.02)
-    else:
-      pytest.fail('no checkpoint within 300 s')
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-  finally:
-    if proc.poll() is None:
-      proc.kill()
-  at_kill = _latest_number(killed)
+  at_kill = pipeline_runs.kill_after_checkpoint(
+      _cmd(killed, BUDGET, 'two_colors_q.build.export = False'), killed, 600)
   assert at_kill is not None and at_kill < BUDGET
-  before = _checkpoint_values(killed)
+  before = pipeline_runs.checkpoint_values(killed)
   assert int(before['stats/env_steps/.ATTRIBUTES/VARIABLE_VALUE']) == at_kill
 
   got, want = _resume_and_compare(killed, at_kill, whole_run)
@@ -199,10 +161,10 @@ def test_snapshot_restore_resumes_in_a_new_directory(tmp_path, whole_run):
   sys.path.insert(0, os.path.join(REPO, 'benchmarks'))
   import study  # pylint: disable=g-import-not-at-top
   half = BUDGET // 2
-  _run(tmp_path / 'old' / 'runs' / 'r', half,
-       'two_colors_q.build.export = False')
+  old_run = tmp_path / 'old' / 'runs' / 'r'
+  _run(old_run, half, 'two_colors_q.build.export = False')
   got = study.snapshot(tmp_path / 'old', tmp_path / 'state', BUDGET)
-  reached = _latest_number(tmp_path / 'old' / 'runs' / 'r')
+  reached = pipeline_runs.latest_checkpoint_number(old_run)
   assert got == {'r': (reached, 'checkpoint')} and half <= reached < BUDGET
   saved = tmp_path / 'state' / 'runs' / 'r'
   # Only the newest checkpoint; no summaries, no stdout.
@@ -246,7 +208,7 @@ def _in_process(root, bindings):
     result = experiment.run(root_dir=str(root))
   finally:
     gin.clear_config()
-  return result, _checkpoint_values(root)
+  return result
 
 
 @pytest.mark.parametrize('jit_compile', [False, True])
@@ -258,21 +220,16 @@ def test_one_call_loop_equals_one_iteration_per_call(tmp_path, jit_compile):
   budget, common = _twenty_iterations('steps_per_call', 'jit_compile')
   assert budget == TINY['min_replay_size'] + 20 * steps_per_iteration
   common.append(f'MetaLearner.jit_compile = {jit_compile}')
-  one, one_ckpt = _in_process(tmp_path / 'one', common + [
+  one = _in_process(tmp_path / 'one', common + [
       'MetaLearner.steps_per_call = 1'])
-  four, four_ckpt = _in_process(tmp_path / 'four', common + [
+  four = _in_process(tmp_path / 'four', common + [
       'MetaLearner.steps_per_call = 4'])
   assert one['env_steps'] == four['env_steps'] == budget
   assert one['learner_updates'] == four['learner_updates'] == 20 * (
       L_STEPS - 1)
   assert one['reward_per_step'] == four['reward_per_step']
   assert one['epsilon'] == four['epsilon'] and one['epsilon'] != 0.1
-  del one_ckpt['save_counter/.ATTRIBUTES/VARIABLE_VALUE']
-  del four_ckpt['save_counter/.ATTRIBUTES/VARIABLE_VALUE']
-  assert one_ckpt.keys() == four_ckpt.keys()
-  for name in one_ckpt:
-    np.testing.assert_array_equal(one_ckpt[name], four_ckpt[name],
-                                  err_msg=name)
+  pipeline_runs.assert_same_variables(tmp_path / 'one', tmp_path / 'four')
 
 
 _FRESH = textwrap.dedent('''
@@ -304,7 +261,7 @@ _FRESH = textwrap.dedent('''
 def test_export_loads_in_a_fresh_process_without_bmg_tf(tmp_path,
                                                        whole_run):
   root, _ = whole_run
-  ckpt = _checkpoint_values(root)
+  ckpt = pipeline_runs.checkpoint_values(root)
   q_params = [ckpt[LP.format(i)] for i in range(6)]
   # The contextual net's layers, whatever the gin file makes them.
   layers = sum(MP.format(f'kernel_{i}') in ckpt for i in range(10))
@@ -443,9 +400,9 @@ def test_target_batch_from_recent_frames_trains_and_changes_the_run(
   the same updates, to another epsilon than the whole-replay target."""
   budget, common = _twenty_iterations('steps_per_call')
   common.append('MetaLearner.steps_per_call = 4')
-  whole, _ = _in_process(tmp_path / 'whole', common + [
+  whole = _in_process(tmp_path / 'whole', common + [
       'two_colors_q.build.target_recent_frames = None'])
-  recent, _ = _in_process(tmp_path / 'recent', common + [
+  recent = _in_process(tmp_path / 'recent', common + [
       'two_colors_q.build.target_recent_frames = 60'])
   assert recent['env_steps'] == whole['env_steps'] == budget
   assert recent['learner_updates'] == whole['learner_updates'] == 20 * (

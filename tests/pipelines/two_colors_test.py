@@ -9,17 +9,18 @@ import os
 os.environ['TF_USE_LEGACY_KERAS'] = '1'
 
 import json  # pylint: disable=g-import-not-at-top
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'tools'))
+import pipeline_runs  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+REPO, ENV = pipeline_runs.REPO, pipeline_runs.ENV
 BMG_GIN = os.path.join(REPO, 'gin', 'two_colors', 'ac_bmg.gin')
 # Every fidelity option at its default: the base the options are tested on.
 PAPER_GIN = os.path.join(REPO, 'gin', 'two_colors', 'ac_bmg_paper.gin')
@@ -34,35 +35,19 @@ SMALL = [
     'two_colors.build.log_every = 256',
     'two_colors.build.checkpoint_every = 256',
 ]
-ENV = {**os.environ, 'TF_USE_LEGACY_KERAS': '1', 'TF_CPP_MIN_LOG_LEVEL': '2'}
+
+
+def _bindings(steps, *extra):
+  return SMALL + [f'two_colors.build.num_env_steps = {steps}', *extra]
 
 
 def _cmd(root_dir, steps, *extra):
-  args = [sys.executable, '-m', 'pipelines.train', f'--gin_file={BMG_GIN}',
-          f'--root_dir={root_dir}']
-  for binding in SMALL + [f'two_colors.build.num_env_steps = {steps}',
-                          *extra]:
-    args.append(f'--gin_bindings={binding}')
-  return args
+  return pipeline_runs.train_command(BMG_GIN, root_dir,
+                                     _bindings(steps, *extra))
 
 
 def _run(root_dir, steps, *extra):
-  proc = subprocess.run(_cmd(root_dir, steps, *extra), cwd=REPO, env=ENV,
-                        capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  return proc
-
-
-def _checkpoint_values(root_dir):
-  reader = tf.train.load_checkpoint(os.path.join(root_dir, 'checkpoints'))
-  return {name: reader.get_tensor(name)
-          for name in reader.get_variable_to_shape_map()
-          if not name.startswith('_CHECKPOINTABLE')}
-
-
-def _latest_number(root_dir):
-  latest = tf.train.latest_checkpoint(os.path.join(root_dir, 'checkpoints'))
-  return None if latest is None else int(latest.rsplit('-', 1)[1])
+  return pipeline_runs.run_train(BMG_GIN, root_dir, _bindings(steps, *extra))
 
 
 BUDGET = 2048
@@ -80,45 +65,20 @@ def whole_run(tmp_path_factory):
 
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path,
                                                            whole_run):
-  budget = BUDGET
-  whole, killed = whole_run, tmp_path / 'killed'
-
-  proc = subprocess.Popen(
-      _cmd(killed, budget, 'two_colors.build.export = False'), cwd=REPO,
-      env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  deadline = time.time() + 300
-  try:
-    while time.time() < deadline:
-      number = _latest_number(killed)
-      if number is not None and number >= 512:
-        break
-      if proc.poll() is not None:
-        pytest.fail('the run ended before it could be killed')
-      time.sleep(0.05)
-    else:
-      pytest.fail('no checkpoint within 300 s')
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-  finally:
-    if proc.poll() is None:
-      proc.kill()
-  at_kill = _latest_number(killed)
-  assert at_kill is not None and at_kill < budget
-  before = _checkpoint_values(killed)
+  killed = tmp_path / 'killed'
+  at_kill = pipeline_runs.kill_after_checkpoint(
+      _cmd(killed, BUDGET, 'two_colors.build.export = False'), killed, 512,
+      poll_seconds=0.05)
+  assert at_kill is not None and at_kill < BUDGET
+  before = pipeline_runs.checkpoint_values(killed)
   assert int(before['stats/env_steps/.ATTRIBUTES/VARIABLE_VALUE']) == at_kill
 
-  resumed = _run(killed, budget, 'two_colors.build.export = False')
+  resumed = _run(killed, BUDGET, 'two_colors.build.export = False')
   assert f'ckpt-{at_kill}' in resumed.stdout, resumed.stdout[-2000:]
   # The restarted run continued from the checkpoint: it ends exactly where
   # the uninterrupted run ends, variable for variable.
-  got, want = _checkpoint_values(killed), _checkpoint_values(whole)
-  # The restarted run saved once more than the uninterrupted one.
-  del got['save_counter/.ATTRIBUTES/VARIABLE_VALUE']
-  del want['save_counter/.ATTRIBUTES/VARIABLE_VALUE']
-  assert got.keys() == want.keys()
-  for name in want:
-    np.testing.assert_array_equal(got[name], want[name], err_msg=name)
-  assert int(got['stats/env_steps/.ATTRIBUTES/VARIABLE_VALUE']) >= budget
+  got, _ = pipeline_runs.assert_same_variables(killed, whole_run)
+  assert int(got['stats/env_steps/.ATTRIBUTES/VARIABLE_VALUE']) >= BUDGET
 
 
 _FRESH = textwrap.dedent('''
@@ -164,7 +124,7 @@ def _mlp(params, x, n_layers):
 def test_export_loads_in_a_fresh_process_without_bmg_tf(tmp_path,
                                                        whole_run):
   root = whole_run
-  ckpt = _checkpoint_values(root)
+  ckpt = pipeline_runs.checkpoint_values(root)
   lp = 'learner/learner_params/{}/.ATTRIBUTES/VARIABLE_VALUE'
   policy = [ckpt[lp.format(i)] for i in range(6)]
   mp = 'learner/meta_parameters/contextual/net/{}/.ATTRIBUTES/VARIABLE_VALUE'
@@ -241,7 +201,7 @@ def test_batched_seeds_run_resume_and_export_one_model_per_seed(tmp_path):
   weights = result['entropy_weight_per_seed']
   assert weights[0] != weights[1]
 
-  ckpt = _checkpoint_values(root)
+  ckpt = pipeline_runs.checkpoint_values(root)
   lp = 'learner/learner_params/{}/.ATTRIBUTES/VARIABLE_VALUE'
   mp = 'learner/meta_parameters/contextual/net/{}/.ATTRIBUTES/VARIABLE_VALUE'
   obs = np.random.RandomState(0).uniform(size=[5, 30]).astype(np.float32)
@@ -290,7 +250,7 @@ def _run_with_bindings(root, bindings):
     experiment.run(root_dir=root)
   finally:
     gin.clear_config()
-  return _checkpoint_values(root)
+  return pipeline_runs.checkpoint_values(root)
 
 
 def test_fidelity_options_are_bindings_that_take_effect(tmp_path):
@@ -339,7 +299,8 @@ def test_divergence_on_resume_keeps_the_good_checkpoints_and_export(
   # export/ and write bare NaN into result.json.
   root = tmp_path / 'run'
   _run(root, 512)
-  good, good_number = _checkpoint_values(root), _latest_number(root)
+  good = pipeline_runs.checkpoint_values(root)
+  good_number = pipeline_runs.latest_checkpoint_number(root)
   export_files = sorted(p.name for p in (root / 'export').iterdir())
   saved_model = (root / 'export' / 'saved_model.pb').read_bytes()
   proc = subprocess.run(
@@ -351,8 +312,8 @@ def test_divergence_on_resume_keeps_the_good_checkpoints_and_export(
   errors = [l for l in proc.stderr.splitlines() if 'bmg-train: error' in l]
   assert len(errors) == 1 and 'training diverged' in errors[0], (
       proc.stderr[-2000:])
-  assert _latest_number(root) == good_number
-  after = _checkpoint_values(root)
+  assert pipeline_runs.latest_checkpoint_number(root) == good_number
+  after = pipeline_runs.checkpoint_values(root)
   assert set(after) == set(good)
   for name, value in good.items():
     np.testing.assert_array_equal(after[name], value)
