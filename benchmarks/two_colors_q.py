@@ -198,7 +198,9 @@ def _run_one(variant, seed, args):
   ] + extra + list(args.gin_bindings)
   result, wall = study.run_cli(os.path.join(GIN_DIR, gin_file), root,
                                bindings, args.steps)
-  return {**result, 'variant': variant, 'wall_seconds': wall}
+  # `wall` covers this process only: a resumed run ran its earlier steps in
+  # other processes (or sessions).
+  return {**result, 'variant': variant, 'wall_seconds_this_process': wall}
 
 
 def _read_history(root):
@@ -551,8 +553,12 @@ def main():
   jobs = [(v, s) for s in seeds for v in args.variants]
 
   def report(v, s, r):
-    rate = (f', {r["env_steps"] / r["wall_seconds"]:.0f} env steps/s '
-            f'(with start-up)' if r['wall_seconds'] else '')
+    # The logged windows' rates: a resumed run's wall time covers only the
+    # steps since its restart.
+    rates = sorted(h['env_steps_per_sec'] for h in r['history']
+                   if h.get('env_steps_per_sec'))
+    rate = (f', {rates[len(rates) // 2]:.0f} env steps/s (median over its '
+            f'log windows)' if rates else '')
     return (f'{v} seed {s}: reward/step {r["reward_per_step"]:.4f}, '
             f'epsilon {r["epsilon"]:.4f}{rate}')
 
@@ -584,7 +590,7 @@ def main():
   for r in sorted(results, key=lambda r: (r['variant'], r['seed'])):
     summary['runs'].append({k: r[k] for k in (
         'variant', 'seed', 'env_steps', 'reward_per_step', 'epsilon',
-        'wall_seconds', 'history')})
+        'wall_seconds_this_process', 'history')})
   ranked = sorted(args.variants,
                   key=lambda v: -summary['variants'][v]['reward_per_step_mean'])
   summary['ranking'] = ranked
