@@ -16,7 +16,7 @@ import time
 
 __all__ = ['REPO', 'run_cli', 'run_all', 'snapshot', 'restore', 'stats',
            'curves', 'flip_response', 'PHASES', 'split_by_phase',
-           'phase_name', 'sample_stats']
+           'phase_name', 'phase_means', 'period_means', 'sample_stats']
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 
@@ -347,6 +347,70 @@ def split_by_phase(rows, flip_period, step_key='env_steps', windows=False,
 def phase_name(start, end):
   """'20k-50k' for a phase `(start, end)` in env steps."""
   return f'{start // 1000:.0f}k-{end // 1000:.0f}k'
+
+
+def phase_means(runs, flip_period, key, phases=PHASES,
+                step_key='env_steps', windows=True):
+  """Each run's mean of `key` in each phase since the last flip.
+
+  The per-seed counterpart of averaging `split_by_phase` over seeds: it
+  keeps the spread between runs (for a band in a plot).
+
+  Args:
+    runs: dicts with a 'history' (rows as `split_by_phase` takes them).
+    flip_period: env steps between reward flips.
+    key: the rows' value to average (rows without it are left out).
+    phases: as in `split_by_phase`.
+    step_key: the step's key in each row.
+    windows: as in `split_by_phase` (True for windowed values such as
+      reward per step, False for values at a step such as epsilon).
+
+  Returns:
+    A float `np.ndarray` `[len(runs), len(phases)]`; NaN where a run has no
+    row in a phase.
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  out = np.full((len(runs), len(phases)), np.nan)
+  for i, run in enumerate(runs):
+    split = split_by_phase(run['history'], flip_period, step_key=step_key,
+                           windows=windows, phases=phases)
+    for j, (_, rows) in enumerate(split):
+      values = [r[key] for r in rows if r.get(key) is not None]
+      if values:
+        out[i, j] = sum(values) / len(values)
+  return out
+
+
+def period_means(rows, flip_period, key, step_key='env_steps'):
+  """One run's windowed `key` (e.g. reward per step) over each flip period.
+
+  Each logged row averages the steps since the previous row; it counts,
+  weighted by its length, towards the period of its window's midpoint.
+  Only periods the rows cover to their end are returned.
+
+  Args:
+    rows: one run's dicts with `step_key` and `key`, in increasing step.
+    flip_period: env steps between reward flips.
+    key: the windowed value.
+    step_key: the step's key in each row.
+
+  Returns:
+    (starts, values): float `np.ndarray`s `[P]`, each whole period's first
+    env step and its step-weighted mean of `key`.
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  total, weight = {}, {}
+  previous = 0
+  for r in rows:
+    end = r[step_key]
+    if r.get(key) is not None and end > previous:
+      period = int((previous + end) / 2 // flip_period)
+      total[period] = total.get(period, 0.0) + r[key] * (end - previous)
+      weight[period] = weight.get(period, 0) + (end - previous)
+    previous = end
+  whole = sorted(p for p in total if (p + 1) * flip_period <= previous)
+  return (np.array([p * flip_period for p in whole], dtype=float),
+          np.array([total[p] / weight[p] for p in whole], dtype=float))
 
 
 def sample_stats(samples, reference=None):

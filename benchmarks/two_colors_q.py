@@ -44,9 +44,14 @@ Writes to `<out>` (default `results/two_colors_q`):
   corner after a flip, see docs/results/two_colors_q/);
 * `two_colors_q.md`: the tables, with BMG's epsilon response to flips;
 * `reward.png`: reward per step over time (mean over seeds, min-max band),
-  flips marked;
+  flips marked; a run of more than 20 flip periods shows its last 10;
 * `epsilon.png`: epsilon over time, one line per BMG seed, fixed values
-  dashed, flips marked;
+  dashed, flips marked; the same span;
+* `flip_profile.png`: reward per step and epsilon against the env steps
+  since the last flip (the `by_10k_window` table, with a min-max band over
+  seeds);
+* `reward_by_period.png`: reward per step in each flip period, over the
+  whole run (mean over seeds, min-max band);
 * `total_reward.png`: reward per step per variant, each seed a dot.
 
 `--progress` runs nothing: it prints each run's env steps and reward so far
@@ -419,20 +424,49 @@ def _phase_table(results, variants, flip_period, phases=study.PHASES):
   return out
 
 
+# reward.png and epsilon.png show a run's last ZOOM_PERIODS flip periods
+# when it has more than twice as many: at 10M steps the whole run is a comb
+# of 100 periods. flip_profile.png and reward_by_period.png show all of it.
+ZOOM_PERIODS = 10
+
+
+def _zoom(steps, flip_period):
+  """(first env step shown, its title words) in reward.png / epsilon.png."""
+  if steps <= 2 * ZOOM_PERIODS * flip_period:
+    return 0, f'{steps:,} env steps'
+  first = steps - ZOOM_PERIODS * flip_period
+  return first, f'the last {steps - first:,} of {steps:,} env steps'
+
+
 def _plots(results, args):
+  """Writes the study's PNGs into `args.out` (see the module docstring)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
+  first, span = _zoom(args.steps, args.flip_period)
   flips = np.arange(args.flip_period, args.steps + 1, args.flip_period)
+  flips = flips[flips > first]
 
   def mark_flips(ax):
     for x in flips:
       ax.axvline(x, color='k', lw=0.3, alpha=0.3)
 
+  def zoomed(variant, key):
+    steps, values = _curves(results, variant, key)
+    if steps is None:
+      return None, None
+    keep = steps > first
+    return steps[keep], values[:, keep]
+
+  def save(fig, name):
+    fig.tight_layout()
+    fig.savefig(os.path.join(args.out, name), dpi=120)
+    plt.close(fig)
+
   fig, ax = plt.subplots(figsize=(10, 4))
   for variant in args.variants:
-    steps, values = _curves(results, variant, 'reward_per_step')
+    steps, values = zoomed(variant, 'reward_per_step')
     if steps is None:
       continue
     ax.plot(steps, values.mean(0), label=variant, color=_colour(variant),
@@ -443,16 +477,14 @@ def _plots(results, args):
   mark_flips(ax)
   ax.set_xlabel('env steps')
   ax.set_ylabel(f'reward per step (window {args.log_every})')
-  ax.set_title('Two colours, Q(lambda): reward per step (mean over seeds, '
-               'min-max band; lines = reward flips)')
+  ax.set_title(f'Two colours, Q(lambda): reward per step, {span}\n(mean '
+               'over seeds, min-max band; lines = flips)', fontsize=10)
   ax.legend()
-  fig.tight_layout()
-  fig.savefig(os.path.join(args.out, 'reward.png'), dpi=120)
-  plt.close(fig)
+  save(fig, 'reward.png')
 
   fig, ax = plt.subplots(figsize=(10, 4))
   for variant in args.variants:
-    steps, values = _curves(results, variant, 'epsilon')
+    steps, values = zoomed(variant, 'epsilon')
     if steps is None:
       continue
     if variant.startswith('bmg'):
@@ -466,12 +498,62 @@ def _plots(results, args):
   ax.set_yscale('log')
   ax.set_xlabel('env steps')
   ax.set_ylabel('epsilon')
-  ax.set_title('Epsilon (BMG: one line per seed; dashed: fixed; lines = '
-               'flips)')
+  ax.set_title(f'Epsilon, {span}\n(BMG: one line per seed; dashed: fixed; '
+               'lines = flips)', fontsize=10)
   ax.legend()
-  fig.tight_layout()
-  fig.savefig(os.path.join(args.out, 'epsilon.png'), dpi=120)
-  plt.close(fig)
+  save(fig, 'epsilon.png')
+
+  # Everything after the first period, folded onto the time since a flip.
+  # The rows of the `by_10k_window` table: reward per step over each window
+  # (at its midpoint), epsilon at its end.
+  scale = args.flip_period / 100_000
+  mids = np.array([(a + b) / 2 for a, b in PROFILE]) * scale
+  ends = np.array([b for _, b in PROFILE]) * scale
+  fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+  for variant in args.variants:
+    runs = [r for r in results if r['variant'] == variant]
+    if not runs:
+      continue
+    for ax, key, x in ((top, 'reward_per_step', mids),
+                       (bottom, 'epsilon', ends)):
+      values = study.phase_means(runs, args.flip_period, key, PROFILE)
+      ax.plot(x, np.nanmean(values, 0), marker='o', ms=3,
+              color=_colour(variant), label=variant,
+              ls='-' if variant.startswith('bmg') else '--')
+      if len(runs) > 1:
+        ax.fill_between(x, np.nanmin(values, 0), np.nanmax(values, 0),
+                        alpha=0.2, color=_colour(variant))
+  top.axhline(0, color='k', lw=0.5)
+  top.set_ylabel(f'reward per step (window {args.log_every})')
+  top.set_title('After a reward flip (periods after the first; mean over '
+                'seeds, min-max band)', fontsize=10)
+  top.legend(fontsize=8)
+  bottom.set_ylabel('epsilon')
+  bottom.set_xlabel('env steps since the last flip')
+  save(fig, 'flip_profile.png')
+
+  fig, ax = plt.subplots(figsize=(10, 4))
+  for variant in args.variants:
+    per_seed = [study.period_means(r['history'], args.flip_period,
+                                   'reward_per_step')
+                for r in results if r['variant'] == variant]
+    per_seed = [p for p in per_seed if len(p[0])]
+    if not per_seed:
+      continue
+    length = min(len(starts) for starts, _ in per_seed)
+    starts = per_seed[0][0][:length]
+    values = np.array([v[:length] for _, v in per_seed])
+    ax.plot(starts, values.mean(0), color=_colour(variant), label=variant,
+            lw=1)
+    if len(values) > 1:
+      ax.fill_between(starts, values.min(0), values.max(0), alpha=0.2,
+                      color=_colour(variant))
+  ax.set_xlabel('env steps at the start of the flip period')
+  ax.set_ylabel('reward per step over the period')
+  ax.set_title(f'Reward per step in each {args.flip_period:,}-step flip '
+               'period (mean over seeds, min-max band)', fontsize=10)
+  ax.legend()
+  save(fig, 'reward_by_period.png')
 
   fig, ax = plt.subplots(figsize=(6, 4))
   for i, variant in enumerate(args.variants):
@@ -482,13 +564,11 @@ def _plots(results, args):
     ax.bar(i, mean, yerr=std, color=_colour(variant), alpha=0.6, capsize=4)
     ax.scatter([i] * len(vals), vals, color='k', s=12, zorder=3)
   ax.set_xticks(range(len(args.variants)))
-  ax.set_xticklabels(args.variants)
+  ax.set_xticklabels(args.variants, fontsize=8)
   ax.set_ylabel('reward per step, whole run')
   ax.set_title(f'{args.steps:,} steps, {args.seeds} seeds (bar: mean, '
-               f'error: std)')
-  fig.tight_layout()
-  fig.savefig(os.path.join(args.out, 'total_reward.png'), dpi=120)
-  plt.close(fig)
+               f'error: std)', fontsize=10)
+  save(fig, 'total_reward.png')
 
 
 def main():

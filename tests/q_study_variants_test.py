@@ -111,6 +111,37 @@ def test_flip_lines_summarise_per_seed_and_cap_the_row_table():
   assert '| bmg_x | 1 | 3 | 2.00 | 2 | 1 | 1.00 | 0 |' in capped
 
 
+def test_plots_of_a_long_study(tmp_path):
+  import argparse  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  # reward.png and epsilon.png show all of a short run, and only the last
+  # ZOOM_PERIODS flip periods of a long one.
+  assert study._zoom(2_000_000, 100_000) == (0, '2,000,000 env steps')
+  assert study._zoom(2_500_000, 100_000) == (
+      1_500_000, 'the last 1,000,000 of 2,500,000 env steps')
+  # Two variants, two seeds, 25 flip periods: every plot is written.
+  steps, period = 2_500_000, 100_000
+  rng = np.random.default_rng(0)
+  results = [
+      {'variant': v, 'seed': s, 'reward_per_step': 0.05,
+       'history': [{'env_steps': e, 'reward_per_step': rng.normal(0.05, 0.1),
+                    'epsilon': 0.5 if v.startswith('fixed') else
+                               rng.uniform(0.2, 0.8)}
+                   for e in range(10_000, steps + 1, 10_000)]}
+      for v in ('fixed_0.5', 'bmg_published_tlr1e-3_recent2k')
+      for s in (0, 1)]
+  args = argparse.Namespace(
+      out=str(tmp_path), variants=['fixed_0.5',
+                                   'bmg_published_tlr1e-3_recent2k'],
+      steps=steps, seeds=2, flip_period=period, log_every=10_000)
+  study._plots(results, args)
+  for name in ('reward.png', 'epsilon.png', 'flip_profile.png',
+               'reward_by_period.png', 'total_reward.png'):
+    with open(tmp_path / name, 'rb') as f:
+      assert f.read(8) == b'\x89PNG\r\n\x1a\n', name
+
+
 def test_snapshot_and_restore_flags(tmp_path):
   import subprocess  # pylint: disable=g-import-not-at-top
   run = tmp_path / 'out' / 'runs' / 'fixed_0.5_s200'

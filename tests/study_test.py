@@ -77,6 +77,40 @@ def test_split_by_phase_places_windows_by_midpoint_and_drops_flip_windows():
   assert [r['at'] for r in points[0][1]][:2] == [100_380, 110_380]
 
 
+def test_phase_means_keeps_each_run_apart():
+  # 10k windows over three flip periods; run i earns (midpoint's steps since
+  # the flip) / 100k + i. A third run never leaves the first period.
+  def run(i, ends):
+    return {'history': [
+        {'env_steps': e, 'reward_per_step': ((e - 5_000) % 100_000) / 1e5 + i}
+        for e in ends]}
+
+  ends = range(10_000, 300_001, 10_000)
+  runs = [run(0, ends), run(1, ends), run(2, range(10_000, 90_001, 10_000))]
+  runs[1]['history'][12].pop('reward_per_step')  # The window 120k-130k.
+  got = study.phase_means(runs, 100_000, 'reward_per_step')
+  assert got.shape == (3, 3)
+  # 0k-20k: midpoints 5k, 15k; 20k-50k: 25k, 35k, 45k; 50k-100k: 55k..95k.
+  np.testing.assert_allclose(got[0], [0.1, 0.35, 0.75])
+  np.testing.assert_allclose(got[1], [1.1, (1.25 + 1.35 * 2 + 1.45 * 2) / 5,
+                                      1.75])
+  assert np.isnan(got[2]).all()
+
+
+def test_period_means_weigh_windows_and_drop_an_unfinished_period():
+  # Window midpoints 30k, 85k (straddles the flip at 100k), 120k, 165k and
+  # 225k (period 2, which the rows end inside of).
+  rows = [{'env_steps': e, 'reward_per_step': v}
+          for e, v in ((60_000, 1.0), (110_000, 2.0), (130_000, 3.0),
+                       (200_000, 4.0), (250_000, 5.0))]
+  starts, values = study.period_means(rows, 100_000, 'reward_per_step')
+  np.testing.assert_array_equal(starts, [0, 100_000])
+  np.testing.assert_allclose(values, [(1.0 * 60 + 2.0 * 50) / 110,
+                                      (3.0 * 20 + 4.0 * 70) / 90])
+  empty = study.period_means([], 100_000, 'reward_per_step')
+  assert [len(a) for a in empty] == [0, 0]
+
+
 def _fake_run(root, history_steps, checkpoints=(), result_steps=None):
   """A run directory as the pipeline leaves it (files, not real tensors)."""
   os.makedirs(root / 'checkpoints', exist_ok=True)
