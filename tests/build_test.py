@@ -31,7 +31,10 @@ PACKAGES = ['', 'benchmarks', 'bmg_tf', 'bmg_tf/agents', 'bmg_tf/core',
             'bmg_tf/envs', 'bmg_tf/few_shot', 'bmg_tf/networks', 'gin',
             'pipelines', 'tests', 'tests/agents', 'tests/core', 'tests/envs',
             'tests/few_shot', 'tests/networks', 'tests/pipelines',
-            'tests/tools']
+            'tests/reliability', 'tests/tools']
+# Folders with a BUILD file and Python files that are not packages of their
+# own: the Bazel toolchain's test runner (exported to every test).
+NOT_PACKAGES = ('bazel',)
 # benchmarks/ modules that tests or other scripts import by name.
 BENCHMARK_MODULES = ('study', 'bare_nets', 'q_churn', 'two_colors_q',
                      'two_colors_ceiling')
@@ -141,6 +144,21 @@ def _module_owner(module, owner):
 def _owned(label, owner):
   """Base names of the files `label` owns."""
   return {os.path.basename(p) for p, l in owner.items() if l == label}
+
+
+def test_every_package_is_checked():
+  """Each folder with a BUILD file and Python files is in PACKAGES."""
+  unchecked = []
+  for base, dirs, files in os.walk(REPO):
+    rel = os.path.relpath(base, REPO)
+    rel = '' if rel == '.' else rel
+    dirs[:] = [d for d in dirs if not d.startswith(('.', 'bazel-'))
+               and d not in ('results', 'runs', 'build', 'dist', 'docs')
+               and not d.endswith('.egg-info')]
+    if ('BUILD' in files and any(f.endswith('.py') for f in files)
+        and rel not in PACKAGES and rel not in NOT_PACKAGES):
+      unchecked.append(rel)
+  assert not unchecked, f'add to PACKAGES (and //tests:build_test): {unchecked}'
 
 
 def test_every_python_file_has_one_target(build):

@@ -21,6 +21,9 @@ import tensorflow as tf
 
 from pipelines import few_shot
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'tools'))
+import pipeline_runs  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 FRESH = os.path.join(REPO, 'tests', 'tools', 'fresh_signatures.py')
 GIN = os.path.join(REPO, 'gin', 'few_shot')
@@ -47,13 +50,6 @@ def _train(root_dir, steps, config='maml_sinusoid.gin', extra=(),
     gin.clear_config()
 
 
-def _checkpoint(root_dir):
-  reader = tf.train.load_checkpoint(os.path.join(root_dir, 'checkpoints'))
-  return {n: reader.get_tensor(n)
-          for n in reader.get_variable_to_shape_map()
-          if '_CHECKPOINTABLE' not in n}
-
-
 @pytest.mark.parametrize('config, ratio', [('maml_sinusoid.gin', 0.6),
                                            ('bmg_sinusoid.gin', 0.9)])
 def test_meta_learning_improves_held_out_tasks(config, ratio, tmp_path):
@@ -75,7 +71,7 @@ def test_resume_continues_exactly(tmp_path):
   _train(tmp_path / 'split', 10, 'bmg_sinusoid.gin', extra)
   split = _train(tmp_path / 'split', 20, 'bmg_sinusoid.gin', extra)
   whole = _train(tmp_path / 'whole', 20, 'bmg_sinusoid.gin', extra)
-  a, b = _checkpoint(tmp_path / 'split'), _checkpoint(tmp_path / 'whole')
+  a, b = pipeline_runs.checkpoint_values(tmp_path / 'split'), pipeline_runs.checkpoint_values(tmp_path / 'whole')
   assert a.keys() == b.keys() and any('sampler' in k for k in a)
   for k in a:
     if k.startswith('train_seconds'):  # Wall-clock time.
@@ -128,7 +124,7 @@ def test_export_adapts_and_predicts_in_a_fresh_process(tmp_path):
       assert not report['errors'][f'0/adapt_and_predict/{name}/'
                                   f'{kind}'].startswith('accepted')
   got = np.load(tmp_path / 'out.npz')['0/adapt_and_predict/predictions']
-  ckpt = _checkpoint(run)
+  ckpt = pipeline_runs.checkpoint_values(run)
   weights = [ckpt[INIT.format(i)] for i in range(6)]
   want = _adapt_by_hand(weights, inputs['support_x'], inputs['support_y'],
                         inputs['query_x'], lr=0.01, steps=3)

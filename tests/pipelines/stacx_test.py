@@ -24,6 +24,9 @@ from bmg_tf import experiment as experiment_lib
 from pipelines import experiment
 from pipelines import stacx
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'tools'))
+import pipeline_runs  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 MINATAR_GIN = os.path.join(REPO, 'gin', 'minatar', 'stacx_bmg.gin')
 MINATAR_MG_GIN = os.path.join(REPO, 'gin', 'minatar', 'stacx_mg.gin')
@@ -74,9 +77,8 @@ def test_minatar_resume_and_export_without_training(tmp_path, monkeypatch):
   root = str(tmp_path / 'run')
   first = stacx.train_eval(root, num_frames=80, **MINATAR_SMALL)
   assert first['frames'] >= 80
-  reader = tf.train.load_checkpoint(os.path.join(root, 'checkpoints'))
   key = 'learner/train_step_counter/.ATTRIBUTES/VARIABLE_VALUE'
-  step_before = int(reader.get_tensor(key))
+  step_before = int(pipeline_runs.checkpoint_values(root)[key])
   second = stacx.train_eval(root, num_frames=200, **MINATAR_SMALL)
   # The frame counter and the learner continued from the checkpoint:
   # this process logged only the frames after the first run's.
@@ -85,8 +87,7 @@ def test_minatar_resume_and_export_without_training(tmp_path, monkeypatch):
   with open(os.path.join(root, 'result.json')) as f:
     frames = [row['frames'] for row in json.load(f)['history']]
   assert frames == sorted(frames) and frames[0] <= first['frames']
-  reader = tf.train.load_checkpoint(os.path.join(root, 'checkpoints'))
-  step = int(reader.get_tensor(key))
+  step = int(pipeline_runs.checkpoint_values(root)[key])
   # 10 frames per unroll; BMG with K=1, L=2 reads 3 unrolls per meta-step,
   # re-uses the previous step's last one, so collects 2 (20 frames).
   assert step - step_before >= (200 - first['frames']) // 20 - 1

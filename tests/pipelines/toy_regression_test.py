@@ -9,9 +9,11 @@ import sys
 
 import gin
 import numpy as np
-import tensorflow as tf
 
 from pipelines import toy_regression
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'tools'))
+import pipeline_runs  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 TOY_GIN = os.path.join(REPO, 'gin', 'toy', 'lr_bmg.gin')
@@ -26,10 +28,9 @@ def _train(root_dir, steps, method='bmg'):
 
 
 def _variables(root_dir):
-  reader = tf.train.load_checkpoint(os.path.join(root_dir, 'checkpoints'))
-  names = sorted(n for n in reader.get_variable_to_shape_map()
-                 if 'OPTIMIZER_SLOT' not in n and '_CHECKPOINTABLE' not in n)
-  return {n: reader.get_tensor(n) for n in names}
+  """A run's newest checkpoint without optimizer slots, by variable name."""
+  return pipeline_runs.checkpoint_values(
+      root_dir, skip=('_CHECKPOINTABLE', 'OPTIMIZER_SLOT'))
 
 
 def test_meta_learning_raises_a_too_small_learning_rate(tmp_path):

@@ -24,6 +24,9 @@ import tensorflow as tf
 from bmg_tf import training
 from pipelines import experiment
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'tools'))
+import pipeline_runs  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 TOY = os.path.join(REPO, 'gin', 'toy', 'lr_bmg.gin')
 ENV = {**os.environ, 'TF_USE_LEGACY_KERAS': '1'}
@@ -73,13 +76,6 @@ def _files(directory):
         out[os.path.relpath(path, directory)] = hashlib.sha1(
             f.read()).hexdigest()
   return out
-
-
-def _variables(root):
-  reader = tf.train.load_checkpoint(
-      tf.train.latest_checkpoint(os.path.join(root, 'checkpoints')))
-  return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map()
-          if '_CHECKPOINTABLE' not in n}
 
 
 def _history_steps(root):
@@ -204,7 +200,7 @@ def test_5_a_corrupt_newest_checkpoint_falls_back_to_the_older_one(
   # The resumed run ends where an uninterrupted 25-step run does.
   whole = tmp_path / 'whole'
   _ok(_train(whole, 25))
-  got, want = _variables(root), _variables(whole)
+  got, want = pipeline_runs.checkpoint_values(root), pipeline_runs.checkpoint_values(whole)
   assert sorted(got) == sorted(want)
   for name in want:
     np.testing.assert_array_equal(got[name], want[name], err_msg=name)
