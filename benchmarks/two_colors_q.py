@@ -22,8 +22,9 @@ the learner's 3e-5), `bmg_L32` / `bmg_L128` (longer bootstrap, same updates
 per env step), `bmg_noctx` (one learned logit), `bmg_noctx_tlr1e-3` (one
 logit, target step at 1e-3), `bmg_published_sgd0.01` / `_sgd0.03` (the
 target step as SGD at that rate), `bmg_published_tlr1e-3_recent{500,2k,8k}`
-(the target batch from the newest 500, 2k or 8k frames),
-`bmg_noctx_tlr1e-3_recent2k` (the same without a context).
+(the target batch from the newest 500, 2k or 8k frames; `_recent2k` is
+shipped, and `_recent2k_L32` / `_recent2k_L128` are it with a longer
+bootstrap), `bmg_noctx_tlr1e-3_recent2k` (the same without a context).
 `oracle_<low>_<high>_<k>k`: a diagnostic, not a learner: epsilon `low`, and
 `high` for the `k` thousand env steps after each flip (it reads the env's
 flip clock).
@@ -138,6 +139,12 @@ for _name, _frames in (('500', 500), ('2k', 2000), ('8k', 8000)):
   VARIANTS[f'bmg_published_tlr1e-3_recent{_name}'] = (
       'q_bmg_eps.gin', _STEP_CONTEXT + _PUBLISHED_NET + _target_lr('1e-3') +
       [f'two_colors_q.build.target_recent_frames = {_frames}'])
+# The shipped BMG with a longer bootstrap (the published L in {16, 32, 128}),
+# at the same updates per env step.
+for _l in (32, 128):
+  VARIANTS[f'bmg_published_tlr1e-3_recent2k_L{_l}'] = (
+      'q_bmg_eps.gin', VARIANTS['bmg_published_tlr1e-3_recent2k'][1] + [
+          f'BootstrapConfig.l_steps = {_l}'])
 # The same recent target batch without a context (the paper's 0.178 cell).
 VARIANTS['bmg_noctx_tlr1e-3_recent2k'] = (
     'q_bmg_eps_noctx.gin', _target_lr('1e-3') +
@@ -158,7 +165,7 @@ for _low, _high, _k in ((0.1, 0.5, 50), (0.1, 0.7, 50), (0.1, 1.0, 50),
   VARIANTS[f'oracle_{_low}_{_high}_{_k}k'] = ('q_fixed_eps.gin', [
       f'two_colors_q.build.epsilon = {_low}',
       f'two_colors_q.build.oracle_flip_epsilon = ({_high}, {_k * 1000})'])
-COLOURS = {'fixed_0.01': 'gold', 'fixed_0.1': 'tab:gray',
+COLOURS = {'fixed_0.01': 'sienna', 'fixed_0.1': 'tab:gray',
            'fixed_0.3': 'tab:brown', 'fixed_0.5': 'tab:pink',
            'fixed_0.7': 'tab:olive',
            'bmg': 'tab:red', 'bmg_step100': 'tab:purple',
@@ -173,7 +180,9 @@ COLOURS = {'fixed_0.01': 'gold', 'fixed_0.1': 'tab:gray',
            'bmg_published_sgd0.01': 'teal', 'bmg_published_sgd0.03': 'coral',
            'bmg_published_tlr1e-3_recent500': 'khaki',
            'bmg_published_tlr1e-3_recent2k': 'gold',
-           'bmg_published_tlr1e-3_recent8k': 'goldenrod'}
+           'bmg_published_tlr1e-3_recent8k': 'goldenrod',
+           'bmg_published_tlr1e-3_recent2k_L32': 'darkorange',
+           'bmg_published_tlr1e-3_recent2k_L128': 'deepskyblue'}
 
 
 def _colour(variant):
