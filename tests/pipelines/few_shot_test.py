@@ -71,7 +71,8 @@ def test_resume_continues_exactly(tmp_path):
   _train(tmp_path / 'split', 10, 'bmg_sinusoid.gin', extra)
   split = _train(tmp_path / 'split', 20, 'bmg_sinusoid.gin', extra)
   whole = _train(tmp_path / 'whole', 20, 'bmg_sinusoid.gin', extra)
-  a, b = pipeline_runs.checkpoint_values(tmp_path / 'split'), pipeline_runs.checkpoint_values(tmp_path / 'whole')
+  a, b = (pipeline_runs.checkpoint_values(tmp_path / run)
+          for run in ('split', 'whole'))
   assert a.keys() == b.keys() and any('sampler' in k for k in a)
   for k in a:
     if k.startswith('train_seconds'):  # Wall-clock time.

@@ -200,7 +200,7 @@ def test_5_a_corrupt_newest_checkpoint_falls_back_to_the_older_one(
   # The resumed run ends where an uninterrupted 25-step run does.
   whole = tmp_path / 'whole'
   _ok(_train(whole, 25))
-  got, want = pipeline_runs.checkpoint_values(root), pipeline_runs.checkpoint_values(whole)
+  got, want = (pipeline_runs.checkpoint_values(run) for run in (root, whole))
   assert sorted(got) == sorted(want)
   for name in want:
     np.testing.assert_array_equal(got[name], want[name], err_msg=name)
